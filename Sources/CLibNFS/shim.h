@@ -1,0 +1,8 @@
+#ifndef KVMHA_CLIBNFS_SHIM_H
+#define KVMHA_CLIBNFS_SHIM_H
+// libnfs.h uses struct timeval and friends without including their headers.
+#include <sys/time.h>
+#include <sys/types.h>
+#include <stdint.h>
+#include <nfsc/libnfs.h>
+#endif

@@ -1,0 +1,144 @@
+/// What a scan of one pool found for one peer.
+public enum PeerObservation: Hashable, Sendable {
+    case record(HeartbeatRecord)
+    case unusable(RecordProblem)
+    case missing
+}
+
+/// Health of the checker's own I/O on one pool. Judging peers needs it: a checker that cannot read
+/// storage sees every record "unchanged" and must not call that death.
+public enum OwnStorageHealth<Instant: InstantProtocol>: Sendable where Instant: Sendable {
+    case healthy(since: Instant)
+    case failing(since: Instant, reason: String)
+}
+
+/// The liveness of one peer as seen on one pool: a state machine fed observations and time.
+///
+/// Rules (DESIGN.md "Liveness"): a peer is judged by whether its record *changes* (a higher sequence, or a
+/// new incarnation/boot), measured on the checker's own monotonic clock. `alive` while it changed within
+/// `deadAfter`; `dead` after `deadAfter` without change, counted only over time during which the checker's
+/// own I/O on the pool was healthy; `unknown` otherwise.
+public struct PeerLiveness<C: Clock>: Sendable where C.Duration == Duration, C.Instant: Sendable {
+    public let deadAfter: Duration
+    /// When set, a peer never seen changing whose wall-clock age exceeds `deadAfter + skewAllowance` is
+    /// `dead` (for a checker that has not watched long enough). Off by default: clocks drift.
+    public let skewAllowance: Duration?
+
+    public private(set) var firstObserved: C.Instant?
+    public private(set) var lastChange: C.Instant?
+    public private(set) var changesSeen = 0
+    public private(set) var lastRecord: HeartbeatRecord?
+    /// The latest observation's problem, if the latest observation was not a usable record.
+    public private(set) var currentProblem: RecordProblem?
+    public private(set) var currentlyMissing = false
+    /// Set when a record arrived whose sequence went backwards within the same incarnation.
+    public private(set) var sawSequenceRegression = false
+
+    public init(deadAfter: Duration, skewAllowance: Duration? = nil) {
+        self.deadAfter = deadAfter
+        self.skewAllowance = skewAllowance
+    }
+
+    public mutating func observe(_ observation: PeerObservation, at now: C.Instant) {
+        switch observation {
+        case .missing:
+            currentlyMissing = lastRecord != nil
+            currentProblem = nil
+            if firstObserved == nil && lastRecord == nil { return }
+        case .unusable(let problem):
+            currentProblem = problem
+            currentlyMissing = false
+            if firstObserved == nil { firstObserved = now }
+        case .record(let record):
+            currentProblem = nil
+            currentlyMissing = false
+            if let previous = lastRecord {
+                if Self.isChange(from: previous, to: record) {
+                    changesSeen += 1
+                    lastChange = now
+                    lastRecord = record
+                } else if record.sequence < previous.sequence {
+                    // Same incarnation going backwards: a replayed or restored old file. Not a sign of life.
+                    sawSequenceRegression = true
+                }
+            } else {
+                lastRecord = record
+                if firstObserved == nil { firstObserved = now }
+                // The first sight proves nothing about *when* it was written: the clock starts here.
+                lastChange = now
+            }
+        }
+    }
+
+    /// A change is a new boot or incarnation, or a higher sequence.
+    static func isChange(from old: HeartbeatRecord, to new: HeartbeatRecord) -> Bool {
+        if old.bootID != new.bootID || old.incarnation != new.incarnation { return true }
+        return new.sequence > old.sequence
+    }
+
+    public func verdict(at now: C.Instant, ownStorage: OwnStorageHealth<C.Instant>, wallNowMs: Int64) -> PeerVerdict {
+        var evidence = VerdictEvidence()
+        if let record = lastRecord {
+            evidence.sequence = record.sequence
+            evidence.incarnation = record.incarnation
+            evidence.wallClockAgeSeconds = Double(wallNowMs - record.wallTimeMs) / 1000
+            evidence.lastRecord = record
+        }
+        if let lastChange { evidence.secondsSinceChange = lastChange.duration(to: now).seconds }
+        if let firstObserved { evidence.secondsObserved = firstObserved.duration(to: now).seconds }
+
+        let healthySince: C.Instant
+        switch ownStorage {
+        case .failing(_, let reason):
+            return PeerVerdict(.unknown, .ownStorageFailing(reason), evidence: evidence)
+        case .healthy(let since):
+            healthySince = since
+        }
+        if let problem = currentProblem {
+            return PeerVerdict(.unknown, .unusableRecord(problem), evidence: evidence)
+        }
+        guard lastRecord != nil, let lastChange else {
+            return PeerVerdict(.unknown, .neverSeen, evidence: evidence)
+        }
+        let sinceChange = lastChange.duration(to: now)
+        if changesSeen > 0 && sinceChange < deadAfter {
+            return PeerVerdict(.alive, .changing, evidence: evidence)
+        }
+        // Silence counts only while our own I/O was healthy: after our storage recovers, the peer gets a
+        // whole `deadAfter` to show change again (a stall of the whole storage condemns nobody).
+        let windowStart = max(lastChange, healthySince)
+        if windowStart.duration(to: now) >= deadAfter {
+            return PeerVerdict(.dead, currentlyMissing ? .recordMissing : .noChange, evidence: evidence)
+        }
+        if changesSeen == 0, let skewAllowance, let age = evidence.wallClockAgeSeconds,
+            age > (deadAfter + skewAllowance).seconds
+        {
+            return PeerVerdict(.dead, .wallClockAge, evidence: evidence)
+        }
+        return PeerVerdict(.unknown, .watching, evidence: evidence)
+    }
+}
+
+/// Verdicts across pools. CloudStack's checker keeps the verdict of the *last pool checked*; this does not.
+public enum OverallVerdict {
+    /// `alive` if alive on any pool; `dead` only if dead on every pool we can read (and there is one);
+    /// `unknown` otherwise. The evidence of the deciding pool is kept.
+    public static func combine(_ perPool: [PeerVerdict]) -> PeerVerdict {
+        if perPool.count == 1 { return perPool[0] }
+        if let alive = perPool.first(where: { $0.liveness == .alive }) {
+            return PeerVerdict(.alive, .aliveOnSomePool, evidence: alive.evidence)
+        }
+        let readable = perPool.filter {
+            if case .ownStorageFailing = $0.reason { return false }
+            return true
+        }
+        guard let first = readable.first else {
+            return PeerVerdict(.unknown, .noReadablePool, evidence: perPool.first?.evidence ?? VerdictEvidence())
+        }
+        if readable.allSatisfy({ $0.liveness == .dead }) {
+            let freshest = readable.min { ($0.evidence.secondsSinceChange ?? .infinity) < ($1.evidence.secondsSinceChange ?? .infinity) }
+            return PeerVerdict(.dead, .deadOnEveryReadablePool, evidence: (freshest ?? first).evidence)
+        }
+        return PeerVerdict(.unknown, .poolsDisagree, evidence: first.evidence)
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs (Debian packages, a Python venv for the FUSE harness),
+# builds, and runs every test target. This is the command CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-build-deps.sh
+scripts/install-test-deps.sh
+swift build --build-tests
+swift test --skip-build --disable-xctest "$@"
