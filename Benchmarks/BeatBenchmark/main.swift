@@ -1,1 +1,105 @@
-print("bench")
+// CPU per heartbeat: kvmha's writer against a shell baseline doing what CloudStack's kvmheartbeat.sh does
+// per beat (fork bash, `date +%s`, write the file), on the same directory.
+//
+//   swift run -c release kvmha-bench [--dir DIR] [--beats N] [--shell-beats N]
+//
+// CPU is user + system time from getrusage: RUSAGE_SELF for our writer (all threads of this process),
+// RUSAGE_CHILDREN for the shell baseline (bash and date, reaped).
+import Foundation
+import HeartbeatCore
+import Logging
+import Sidecar
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func cpuSeconds(_ who: Int32) -> Double {
+    var usage = rusage()
+    getrusage(who == 0 ? RUSAGE_SELF.rawValue : RUSAGE_CHILDREN.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+func argument(_ name: String, default value: String) -> String {
+    let arguments = CommandLine.arguments
+    if let index = arguments.firstIndex(of: name), index + 1 < arguments.count { return arguments[index + 1] }
+    return value
+}
+
+let directory = argument("--dir", default: NSTemporaryDirectory() + "kvmha-bench-\(getpid())")
+let beats = Int(argument("--beats", default: "20000"))!
+let shellBeats = Int(argument("--shell-beats", default: "500"))!
+try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+
+var logger = Logger(label: "bench")
+logger.logLevel = .critical
+var timing = TimingSettings()
+timing.interval = .seconds(5)
+timing.ioTimeout = .seconds(4)
+let pool = Pool(id: "bench", location: directory, ioTimeout: timing.ioTimeout, logger: logger) {
+    DirectoryPoolFiles(root: directory)
+}
+let identity = HostIdentity.current(address: HostAddress("10.0.0.1")!, hostUUID: "bench-host")
+let writer = BeatWriter(identity: identity, pools: [pool], timing: timing, logger: logger)
+
+// Warm up (creates folders, faults in code).
+for _ in 0..<100 { await writer.beatOnce() }
+let ourStart = cpuSeconds(0)
+let ourWallStart = ContinuousClock.now
+var failures = 0
+for _ in 0..<beats {
+    let round = await writer.beatOnce()
+    failures += round.failed.count
+}
+let ourCPU = (cpuSeconds(0) - ourStart) / Double(beats)
+let ourWall = ourWallStart.duration(to: .now).seconds / Double(beats)
+pool.stop()
+
+// Shell baseline: the per-beat work of CloudStack's script.
+let hbFile = directory + "/KVMHA/hb-10.0.0.2"
+let shellStart = cpuSeconds(1)
+let shellWallStart = ContinuousClock.now
+for _ in 0..<shellBeats {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", "date +%s > \"$1\"", "bash", hbFile]
+    try process.run()
+    process.waitUntilExit()
+}
+let shellCPU = (cpuSeconds(1) - shellStart) / Double(shellBeats)
+let shellWall = shellWallStart.duration(to: .now).seconds / Double(shellBeats)
+
+func micro(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
+print("directory: \(directory)")
+print("kvmha writer:   \(beats) beats, CPU/beat \(micro(ourCPU)), wall/beat \(micro(ourWall)), failed \(failures)")
+print("shell baseline: \(shellBeats) beats, CPU/beat \(micro(shellCPU)), wall/beat \(micro(shellWall))")
+print(String(format: "ratio (shell CPU / kvmha CPU): %.0f×", shellCPU / ourCPU))
+try? FileManager.default.removeItem(atPath: directory)
+
+if CommandLine.arguments.contains("--breakdown") {
+    let files = DirectoryPoolFiles(root: directory)
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try files.makeFolder(PoolLayout.recordFolder)
+    let record = HeartbeatRecord(host: HostAddress("10.0.0.1")!, hostUUID: "x", bootID: identity.bootID, incarnation: identity.incarnation, sequence: 1, wallTimeMs: 1, intervalMs: 5000, vms: [])
+    var start = cpuSeconds(0)
+    var total = 0
+    for _ in 0..<beats { total += RecordCodec.encode(record).count }
+    print("encode: \(micro((cpuSeconds(0) - start) / Double(beats)))")
+    let bytes = RecordCodec.encode(record)
+    start = cpuSeconds(0)
+    for index in 0..<beats {
+        try files.replaceAtomically(PoolLayout.record(record.host), with: bytes, temporaryPath: "KVMHA/kvmha/.tmp\(index)", durable: true)
+    }
+    print("replace durable: \(micro((cpuSeconds(0) - start) / Double(beats)))")
+    start = cpuSeconds(0)
+    for index in 0..<beats {
+        try files.replaceAtomically(PoolLayout.record(record.host), with: bytes, temporaryPath: "KVMHA/kvmha/.tmp\(index)", durable: false)
+    }
+    print("replace: \(micro((cpuSeconds(0) - start) / Double(beats)))")
+    let thread = PoolIOThread(name: "x") { DirectoryPoolFiles(root: directory) }
+    start = cpuSeconds(0)
+    for _ in 0..<beats { _ = try await thread.run("noop", timeout: .seconds(4)) { _ in 1 } }
+    print("thread hop: \(micro((cpuSeconds(0) - start) / Double(beats)))")
+    thread.stop()
+}

@@ -50,7 +50,7 @@ public final class BeatWriter: Service, Sendable {
                     let missed = (next.duration(to: now) / timing.interval).rounded(.down)
                     next += timing.interval * (missed + 1)
                 }
-                try await Task.sleep(until: next, clock: .continuous)
+                try await MonotonicSleeper.shared.sleep(for: ContinuousClock.now.duration(to: next))
             }
         }
     }

@@ -50,7 +50,7 @@ public final class PeerMonitor: Service, Sendable {
                 next += timing.interval
                 let now = ContinuousClock.now
                 if next < now { next = now + timing.interval }
-                try await Task.sleep(until: next, clock: .continuous)
+                try await MonotonicSleeper.shared.sleep(for: ContinuousClock.now.duration(to: next))
             }
         }
     }

@@ -1,5 +1,7 @@
-import Dispatch
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 public import HeartbeatCore
 import Synchronization
 
@@ -34,61 +36,77 @@ public enum PoolCallError: Error, Sendable, CustomStringConvertible {
 /// abandoned: its caller gets `.timedOut` and the daemon keeps going. While that call stays blocked, new
 /// calls are refused at once with `.stuck` instead of queueing behind it, so at most one thread per pool is
 /// ever stuck, and the pool recovers by itself when the call returns. Beats (`.high`) go before scans.
+///
+/// Deadlines are enforced by a second thread, the watchdog, which sleeps until the earliest deadline of the
+/// running and queued calls (and not at all while the pool is idle): no timer per call, so a beat costs
+/// two thread hand-offs and nothing else.
 public final class PoolIOThread: @unchecked Sendable {
-    // @unchecked: all mutable state lives in `state`, guarded by `condition`; `files` is touched only on
-    // the pool thread.
+    // @unchecked: all mutable state is guarded by `mutex`; `files` is touched only on the pool thread.
     public enum Priority: Sendable { case high, low }
 
-    private struct Job {
+    fileprivate struct Job {
         let name: String
+        let deadline: ContinuousClock.Instant
         let timeout: Duration
         let work: (any PoolFiles) -> Void
-        let abandon: () -> Void
-        let isAbandoned: () -> Bool
+        let finish: (PoolCallError) -> Void
+        let isFinished: () -> Bool
     }
 
-    private struct State {
-        var high: [Job] = []
-        var low: [Job] = []
-        var running: (name: String, started: ContinuousClock.Instant, deadline: ContinuousClock.Instant)?
-        var stopped = false
-    }
+    private var high: [Job] = []
+    private var low: [Job] = []
+    private var running: (job: Job, started: ContinuousClock.Instant)?
+    private var stopped = false
+    private var watchdogIdle = false
+
+    private var mutex = pthread_mutex_t()
+    private var workAvailable = pthread_cond_t()
+    private var watchdogWake = pthread_cond_t()
 
     public let name: String
-    private let condition = NSCondition()
-    private var state = State()
     private let makeFiles: () throws -> any PoolFiles
     private var files: (any PoolFiles)?
-    private var thread: Thread?
     private static let maxQueued = 4096
 
     /// - Parameter makeFiles: opens the pool's backend; called on the pool thread, again after it failed.
     public init(name: String, makeFiles: @escaping @Sendable () throws -> any PoolFiles) {
         self.name = name
         self.makeFiles = makeFiles
-        let thread = Thread { [unowned self] in self.loop() }
-        thread.name = "kvmha-pool-\(name)"
-        self.thread = thread
-        thread.start()
+        pthread_mutex_init(&mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(&workAvailable, &attributes)
+        pthread_cond_init(&watchdogWake, &attributes)
+        pthread_condattr_destroy(&attributes)
+        // The threads hold the object for as long as they run; `stop()` ends them.
+        let worker = Thread { self.workLoop() }
+        worker.name = "kvmha-pool-\(name)"
+        worker.start()
+        let watchdog = Thread { self.watchdogLoop() }
+        watchdog.name = "kvmha-watch-\(name)"
+        watchdog.start()
     }
 
-    /// Stops the thread after the jobs it is running; queued jobs are abandoned.
+    /// Stops both threads; queued calls fail with `.stopped`. A call blocked in storage keeps its thread until
+    /// it returns.
     public func stop() {
-        condition.lock()
-        state.stopped = true
-        let queued = state.high + state.low
-        state.high.removeAll()
-        state.low.removeAll()
-        condition.broadcast()
-        condition.unlock()
-        for job in queued { job.abandon() }
+        lock()
+        stopped = true
+        let queued = high + low
+        high.removeAll()
+        low.removeAll()
+        pthread_cond_broadcast(&workAvailable)
+        pthread_cond_broadcast(&watchdogWake)
+        unlock()
+        for job in queued { job.finish(.stopped) }
     }
 
-    /// The call currently blocked past its deadline, if any.
+    /// When the call now blocked past its deadline started, if there is one.
     public var stuckSince: ContinuousClock.Instant? {
-        condition.lock()
-        defer { condition.unlock() }
-        guard let running = state.running, running.deadline < .now else { return nil }
+        lock()
+        defer { unlock() }
+        guard let running, running.job.deadline < .now else { return nil }
         return running.started
     }
 
@@ -104,6 +122,8 @@ public final class PoolIOThread: @unchecked Sendable {
             let once = ResumeOnce(continuation)
             let job = Job(
                 name: operation,
+                // The deadline counts from submission: time queued behind a slow call counts too.
+                deadline: .now + timeout,
                 timeout: timeout,
                 work: { files in
                     do throws(PoolIOError) {
@@ -112,62 +132,56 @@ public final class PoolIOThread: @unchecked Sendable {
                         once.resume(.failure(.io(error)))
                     }
                 },
-                abandon: { once.resume(.failure(.stopped)) },
-                isAbandoned: { once.isDone }
+                finish: { once.resume(.failure($0)) },
+                isFinished: { once.isDone }
             )
-            condition.lock()
-            if state.stopped {
-                condition.unlock()
-                once.resume(.failure(.stopped))
-                return
-            }
-            if let running = state.running, running.deadline < .now {
-                condition.unlock()
-                once.resume(.failure(.stuck(operation: running.name, since: running.started)))
-                return
-            }
-            guard state.high.count + state.low.count < Self.maxQueued else {
-                condition.unlock()
-                once.resume(.failure(.unavailable("too many queued calls")))
-                return
-            }
-            switch priority {
-            case .high: state.high.append(job)
-            case .low: state.low.append(job)
-            }
-            condition.signal()
-            condition.unlock()
-            // The deadline counts from submission: time spent queued behind a slow call counts too.
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(timeout.nanoseconds))) {
-                once.resume(.failure(.timedOut(operation: operation, after: timeout)))
-            }
+            if let refusal = enqueue(job, priority: priority) { once.resume(.failure(refusal)) }
         }
         return try result.get()
     }
 
-    private func loop() {
+    private func enqueue(_ job: Job, priority: Priority) -> PoolCallError? {
+        lock()
+        defer { unlock() }
+        if stopped { return .stopped }
+        if let running, running.job.deadline < .now {
+            return .stuck(operation: running.job.name, since: running.started)
+        }
+        guard high.count + low.count < Self.maxQueued else { return .unavailable("too many queued calls") }
+        switch priority {
+        case .high: high.append(job)
+        case .low: low.append(job)
+        }
+        pthread_cond_signal(&workAvailable)
+        if watchdogIdle {
+            watchdogIdle = false
+            pthread_cond_signal(&watchdogWake)
+        }
+        return nil
+    }
+
+    private func workLoop() {
         while true {
-            condition.lock()
-            while !state.stopped && state.high.isEmpty && state.low.isEmpty { condition.wait() }
-            if state.stopped {
-                condition.unlock()
+            lock()
+            while !stopped && high.isEmpty && low.isEmpty { pthread_cond_wait(&workAvailable, &mutex) }
+            if stopped {
+                unlock()
                 return
             }
-            let job = state.high.isEmpty ? state.low.removeFirst() : state.high.removeFirst()
-            if job.isAbandoned() {
+            let job = high.isEmpty ? low.removeFirst() : high.removeFirst()
+            if job.isFinished() {
                 // Its caller already gave up (timed out while queued): do not touch storage for it.
-                condition.unlock()
+                unlock()
                 continue
             }
-            let now = ContinuousClock.now
-            state.running = (job.name, now, now + job.timeout)
-            condition.unlock()
+            running = (job, .now)
+            unlock()
 
             execute(job)
 
-            condition.lock()
-            state.running = nil
-            condition.unlock()
+            lock()
+            running = nil
+            unlock()
         }
     }
 
@@ -183,6 +197,45 @@ public final class PoolIOThread: @unchecked Sendable {
         }
         job.work(files!)
     }
+
+    /// Fails every call whose deadline has passed, then sleeps until the next deadline.
+    private func watchdogLoop() {
+        lock()
+        defer { unlock() }
+        while !stopped {
+            let now = ContinuousClock.now
+            var expired: [Job] = []
+            var earliest: ContinuousClock.Instant?
+            for job in [running?.job].compactMap({ $0 }) + high + low where !job.isFinished() {
+                if job.deadline <= now {
+                    expired.append(job)
+                } else if earliest == nil || job.deadline < earliest! {
+                    earliest = job.deadline
+                }
+            }
+            if !expired.isEmpty {
+                unlock()
+                for job in expired { job.finish(.timedOut(operation: job.name, after: job.timeout)) }
+                lock()
+                continue
+            }
+            if let earliest {
+                var wake = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &wake)
+                let delay = now.duration(to: earliest).nanoseconds + 1_000_000
+                let total = Int64(wake.tv_nsec) + delay % 1_000_000_000
+                wake.tv_sec += Int(delay / 1_000_000_000 + total / 1_000_000_000)
+                wake.tv_nsec = Int(total % 1_000_000_000)
+                pthread_cond_timedwait(&watchdogWake, &mutex, &wake)
+            } else {
+                watchdogIdle = true
+                pthread_cond_wait(&watchdogWake, &mutex)
+            }
+        }
+    }
+
+    private func lock() { pthread_mutex_lock(&mutex) }
+    private func unlock() { pthread_mutex_unlock(&mutex) }
 }
 
 /// Stands in for a backend that could not be opened, so the waiting caller gets the reason.

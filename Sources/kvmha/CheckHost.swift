@@ -72,7 +72,7 @@ struct CheckHost: AsyncParsableCommand {
             }
             report = PeerReport(peer: peer, overall: OverallVerdict.combine(pools.map { perPool[$0.id]! }), perPool: perPool)
             if isFinal(report) || now >= giveUp { break }
-            try await Task.sleep(until: now + sampleEvery, clock: .continuous)
+            try await MonotonicSleeper.shared.sleep(for: sampleEvery)
         }
         print(json ? JSONOutput.encode(PeerReportJSON(report)) : Self.table(report))
         switch report.overall.liveness {

@@ -1,0 +1,101 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sleeps on CLOCK_MONOTONIC through one thread of its own.
+///
+/// The daemon's timers do not go through `Task.sleep`: its dispatch timers never fire in a process whose
+/// wall clock is shifted by libfaketime (how the clock-skew tests run hosts), whereas a condition variable
+/// on CLOCK_MONOTONIC keeps exact time whatever the wall clock says — which is the point of judging peers
+/// by a monotonic clock. One thread serves every sleeper.
+public final class MonotonicSleeper: @unchecked Sendable {
+    // @unchecked: `sleepers` and `nextID` are guarded by `mutex`.
+    public static let shared = MonotonicSleeper()
+
+    private struct Sleeper {
+        let id: UInt64
+        let deadline: Int64
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private var mutex = pthread_mutex_t()
+    private var wake = pthread_cond_t()
+    private var sleepers: [Sleeper] = []
+    private var nextID: UInt64 = 0
+
+    private init() {
+        pthread_mutex_init(&mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(&wake, &attributes)
+        pthread_condattr_destroy(&attributes)
+        let thread = Thread { self.loop() }
+        thread.name = "kvmha-timer"
+        thread.start()
+    }
+
+    /// Nanoseconds on CLOCK_MONOTONIC.
+    public static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
+    /// Sleeps for `duration`; throws `CancellationError` when the task is cancelled.
+    public func sleep(for duration: Duration) async throws {
+        let deadline = Self.now() + max(0, duration.nanoseconds)
+        let id = allocateID()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                pthread_mutex_lock(&mutex)
+                if Task.isCancelled {
+                    pthread_mutex_unlock(&mutex)
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                let index = sleepers.firstIndex { $0.deadline > deadline } ?? sleepers.endIndex
+                sleepers.insert(Sleeper(id: id, deadline: deadline, continuation: continuation), at: index)
+                if index == 0 { pthread_cond_signal(&wake) }
+                pthread_mutex_unlock(&mutex)
+            }
+        } onCancel: {
+            pthread_mutex_lock(&mutex)
+            let index = sleepers.firstIndex { $0.id == id }
+            let sleeper = index.map { sleepers.remove(at: $0) }
+            pthread_mutex_unlock(&mutex)
+            sleeper?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    private func allocateID() -> UInt64 {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        nextID += 1
+        return nextID
+    }
+
+    private func loop() {
+        pthread_mutex_lock(&mutex)
+        while true {
+            let now = Self.now()
+            var due: [Sleeper] = []
+            while let first = sleepers.first, first.deadline <= now { due.append(sleepers.removeFirst()) }
+            if !due.isEmpty {
+                pthread_mutex_unlock(&mutex)
+                for sleeper in due { sleeper.continuation.resume() }
+                pthread_mutex_lock(&mutex)
+                continue
+            }
+            if let first = sleepers.first {
+                var until = timespec(tv_sec: Int(first.deadline / 1_000_000_000), tv_nsec: Int(first.deadline % 1_000_000_000))
+                pthread_cond_timedwait(&wake, &mutex, &until)
+            } else {
+                pthread_cond_wait(&wake, &mutex)
+            }
+        }
+    }
+}
