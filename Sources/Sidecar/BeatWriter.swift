@@ -1,12 +1,17 @@
 public import HeartbeatCore
-#if canImport(Glibc)
-import Glibc
-#endif
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Writes a beat to every pool every `interval`: our record (atomically) and CloudStack's `hb-<ip>` file.
+///
+/// The beat path is kept cheap, since it runs on every host every few seconds for as long as the host
+/// lives: the timer thread encodes the record and hands it to each pool's I/O thread, which writes it and
+/// reports back by callback. No task is woken per beat and nothing waits on storage.
 public final class BeatWriter: Service, Sendable {
     public struct Round: Sendable {
         public var sequence: UInt64
@@ -14,16 +19,34 @@ public final class BeatWriter: Service, Sendable {
         public var failed: [String: String]
     }
 
+    private struct Schedule {
+        var sequence: UInt64 = 0
+        var next: ContinuousClock.Instant?
+        var timer: UInt64?
+        var stopped = false
+    }
+
     private let identity: HostIdentity
-    private let pools: [Pool]
+    private let pools: PoolSet
     private let timing: TimingSettings
     private let inventory: @Sendable () -> [VMEntry]
     private let logger: Logger
     private let onRound: @Sendable (Round) -> Void
-    private let sequence = Mutex<UInt64>(0)
+    private let schedule = Mutex(Schedule())
 
-    public init(
+    public convenience init(
         identity: HostIdentity, pools: [Pool], timing: TimingSettings, logger: Logger,
+        inventory: @escaping @Sendable () -> [VMEntry] = { [] },
+        onRound: @escaping @Sendable (Round) -> Void = { _ in }
+    ) {
+        self.init(
+            identity: identity, pools: PoolSet(pools), timing: timing, logger: logger, inventory: inventory,
+            onRound: onRound)
+    }
+
+    /// - Parameter pools: read at the start of every round, so pools can come and go at run time.
+    public init(
+        identity: HostIdentity, pools: PoolSet, timing: TimingSettings, logger: Logger,
         inventory: @escaping @Sendable () -> [VMEntry] = { [] },
         onRound: @escaping @Sendable (Round) -> Void = { _ in }
     ) {
@@ -35,32 +58,59 @@ public final class BeatWriter: Service, Sendable {
         self.onRound = onRound
     }
 
+    /// The pools written this round.
+    private var currentPools: [Pool] { pools.current }
+
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            for pool in pools { group.addTask { await self.removeLeftoverTemporaries(pool) } }
+            for pool in currentPools { group.addTask { await self.removeLeftoverTemporaries(pool) } }
         }
-        try? await cancelWhenGracefulShutdown { [self] in
-            var next = ContinuousClock.now
-            while !Task.isCancelled {
-                await beatOnce()
-                next += timing.interval
-                let now = ContinuousClock.now
-                if next < now {
-                    // A round overran (storage slow): keep the schedule, skip the missed slots.
-                    let missed = (next.duration(to: now) / timing.interval).rounded(.down)
-                    next += timing.interval * (missed + 1)
-                }
-                try await MonotonicSleeper.shared.sleep(for: ContinuousClock.now.duration(to: next))
+        schedule.withLock { $0.next = .now }
+        tick()
+        // The beats run on the timer thread; this task only waits for the end.
+        try? await cancelWhenGracefulShutdown {
+            while true { try await MonotonicSleeper.shared.sleep(for: .seconds(3600)) }
+        }
+        let timer = schedule.withLock { state -> UInt64? in
+            state.stopped = true
+            return state.timer
+        }
+        if let timer { MonotonicSleeper.shared.cancel(timer) }
+    }
+
+    /// One scheduled beat, on the timer thread: start the round, arm the next one. Keeps a fixed rate;
+    /// slots missed (a stalled process) are skipped, not caught up in a burst.
+    private func tick() {
+        let delay = schedule.withLock { state -> Duration? in
+            guard !state.stopped, var next = state.next else { return nil }
+            next += timing.interval
+            let now = ContinuousClock.now
+            if next < now {
+                let missed = (next.duration(to: now) / timing.interval).rounded(.down)
+                next += timing.interval * (missed + 1)
             }
+            state.next = next
+            return now.duration(to: next)
+        }
+        guard let delay else { return }
+        startRound(completion: nil)
+        let timer = MonotonicSleeper.shared.schedule(after: delay) { [self] in tick() }
+        schedule.withLock { $0.timer = timer }
+    }
+
+    /// One beat to every pool, concurrently, each bounded by `ioTimeout`; returns when every pool answered
+    /// or timed out.
+    @discardableResult
+    public func beatOnce() async -> Round {
+        await withCheckedContinuation { continuation in
+            startRound { continuation.resume(returning: $0) }
         }
     }
 
-    /// One beat to every pool, concurrently, each bounded by `ioTimeout`.
-    @discardableResult
-    public func beatOnce() async -> Round {
-        let sequenceNumber = sequence.withLock { value -> UInt64 in
-            value += 1
-            return value
+    private func startRound(completion: (@Sendable (Round) -> Void)?) {
+        let sequenceNumber = schedule.withLock { state -> UInt64 in
+            state.sequence += 1
+            return state.sequence
         }
         let wallMs = WallClock.nowMs()
         let record = HeartbeatRecord(
@@ -71,50 +121,47 @@ public final class BeatWriter: Service, Sendable {
         let recordBytes = RecordCodec.encode(record)
         let cloudStackBytes = CloudStackHeartbeat.encode(unixSeconds: wallMs / 1000)
         let address = identity.address
-        let temporary = "\(PoolLayout.recordFolder)/\(PoolLayout.temporaryRecordPrefix(address))\(identity.incarnation.prefix(8))-\(sequenceNumber)"
-        let cloudStackTemporary = "\(PoolLayout.haFolder)/.hb-\(address).tmp-\(identity.incarnation.prefix(8))-\(sequenceNumber)"
+        let token = "\(identity.incarnation.prefix(8))-\(sequenceNumber)"
+        let temporary = "\(PoolLayout.recordFolder)/\(PoolLayout.temporaryRecordPrefix(address))\(token)"
+        let cloudStackTemporary = "\(PoolLayout.haFolder)/.hb-\(address).tmp-\(token)"
 
-        var round = Round(sequence: sequenceNumber, succeeded: [], failed: [:])
-        await withTaskGroup(of: (String, String?).self) { group in
-            for pool in pools {
-                group.addTask {
-                    do {
-                        try await pool.call("beat", priority: .high) { files throws(PoolIOError) in
-                            do throws(PoolIOError) {
-                                try files.replaceAtomically(
-                                    PoolLayout.record(address), with: recordBytes, temporaryPath: temporary, durable: true)
-                            } catch where error.errno == ENOENT {
-                                // First beat on a fresh pool (or someone removed the folder): create it.
-                                try files.makeFolder(PoolLayout.recordFolder)
-                                try files.replaceAtomically(
-                                    PoolLayout.record(address), with: recordBytes, temporaryPath: temporary, durable: true)
-                            }
-                            try files.replaceAtomically(
-                                PoolLayout.cloudStackHeartbeat(address), with: cloudStackBytes,
-                                temporaryPath: cloudStackTemporary, durable: false)
-                        }
-                        pool.recordBeat(ok: true, wallMs: wallMs)
-                        return (pool.id, nil)
-                    } catch {
-                        pool.recordBeat(ok: false, wallMs: wallMs)
-                        return (pool.id, "\(error)")
-                    }
+        let pools = currentPools
+        let tracker = RoundTracker(sequence: sequenceNumber, expected: pools.count) { [logger, onRound] round in
+            if round.failed.isEmpty {
+                logger.debug("beat \(round.sequence) written to \(round.succeeded.count) pool(s)")
+            } else {
+                for (id, failure) in round.failed.sorted(by: { $0.key < $1.key }) {
+                    logger.warning("beat \(round.sequence) failed on pool \(id): \(failure)")
                 }
             }
-            for await (id, failure) in group {
-                if let failure { round.failed[id] = failure } else { round.succeeded.append(id) }
+            onRound(round)
+            completion?(round)
+        }
+        for pool in pools {
+            pool.submit("beat", priority: .high, { files throws(PoolIOError) in
+                do throws(PoolIOError) {
+                    try files.replaceAtomically(
+                        PoolLayout.record(address), with: recordBytes, temporaryPath: temporary, durable: true)
+                } catch where error.errno == ENOENT {
+                    // First beat on a fresh pool (or someone removed the folder): create it.
+                    try files.makeFolder(PoolLayout.recordFolder)
+                    try files.replaceAtomically(
+                        PoolLayout.record(address), with: recordBytes, temporaryPath: temporary, durable: true)
+                }
+                try files.replaceAtomically(
+                    PoolLayout.cloudStackHeartbeat(address), with: cloudStackBytes,
+                    temporaryPath: cloudStackTemporary, durable: false)
+            }) { result in
+                switch result {
+                case .success:
+                    pool.recordBeat(ok: true, wallMs: wallMs)
+                    tracker.report(pool.id, failure: nil)
+                case .failure(let error):
+                    pool.recordBeat(ok: false, wallMs: wallMs)
+                    tracker.report(pool.id, failure: error.description)
+                }
             }
         }
-        round.succeeded.sort()
-        if round.failed.isEmpty {
-            logger.debug("beat \(sequenceNumber) written to \(round.succeeded.count) pool(s)")
-        } else {
-            for (id, failure) in round.failed.sorted(by: { $0.key < $1.key }) {
-                logger.warning("beat \(sequenceNumber) failed on pool \(id): \(failure)")
-            }
-        }
-        onRound(round)
-        return round
     }
 
     /// Temporary files of ours left by a crash between create and rename. Only our own prefix is touched:
@@ -139,5 +186,28 @@ public final class BeatWriter: Service, Sendable {
         } catch {
             logger.warning("could not clean temporary files: \(error)", metadata: ["pool": "\(pool.id)"])
         }
+    }
+}
+
+/// Collects the pools' answers for one beat and reports the round once all are in.
+private final class RoundTracker: Sendable {
+    private let state: Mutex<(round: BeatWriter.Round, pending: Int)>
+    private let done: @Sendable (BeatWriter.Round) -> Void
+
+    init(sequence: UInt64, expected: Int, done: @escaping @Sendable (BeatWriter.Round) -> Void) {
+        self.state = Mutex((BeatWriter.Round(sequence: sequence, succeeded: [], failed: [:]), expected))
+        self.done = done
+        if expected == 0 { done(BeatWriter.Round(sequence: sequence, succeeded: [], failed: [:])) }
+    }
+
+    func report(_ pool: String, failure: String?) {
+        let finished = state.withLock { state -> BeatWriter.Round? in
+            if let failure { state.round.failed[pool] = failure } else { state.round.succeeded.append(pool) }
+            state.pending -= 1
+            guard state.pending == 0 else { return nil }
+            state.round.succeeded.sort()
+            return state.round
+        }
+        if let finished { done(finished) }
     }
 }

@@ -18,7 +18,10 @@ public final class MonotonicSleeper: @unchecked Sendable {
     private struct Sleeper {
         let id: UInt64
         let deadline: Int64
-        let continuation: CheckedContinuation<Void, any Error>
+        /// Runs on the timer thread when the deadline comes.
+        let fire: @Sendable () -> Void
+        /// Runs when the sleeper is cancelled before its deadline.
+        let cancel: @Sendable () -> Void
     }
 
     private var mutex = pthread_mutex_t()
@@ -57,18 +60,42 @@ public final class MonotonicSleeper: @unchecked Sendable {
                     continuation.resume(throwing: CancellationError())
                     return
                 }
-                let index = sleepers.firstIndex { $0.deadline > deadline } ?? sleepers.endIndex
-                sleepers.insert(Sleeper(id: id, deadline: deadline, continuation: continuation), at: index)
-                if index == 0 { pthread_cond_signal(&wake) }
+                insertLocked(
+                    Sleeper(
+                        id: id, deadline: deadline, fire: { continuation.resume() },
+                        cancel: { continuation.resume(throwing: CancellationError()) }))
                 pthread_mutex_unlock(&mutex)
             }
         } onCancel: {
-            pthread_mutex_lock(&mutex)
-            let index = sleepers.firstIndex { $0.id == id }
-            let sleeper = index.map { sleepers.remove(at: $0) }
-            pthread_mutex_unlock(&mutex)
-            sleeper?.continuation.resume(throwing: CancellationError())
+            self.cancel(id)
         }
+    }
+
+    /// Runs `action` on the timer thread after `delay`. The action must be quick and must not block: it
+    /// delays every other timer of the process. Returns an id for `cancel`.
+    @discardableResult
+    public func schedule(after delay: Duration, _ action: @escaping @Sendable () -> Void) -> UInt64 {
+        let deadline = Self.now() + max(0, delay.nanoseconds)
+        let id = allocateID()
+        pthread_mutex_lock(&mutex)
+        insertLocked(Sleeper(id: id, deadline: deadline, fire: action, cancel: {}))
+        pthread_mutex_unlock(&mutex)
+        return id
+    }
+
+    /// Cancels a pending sleep or scheduled action; does nothing if it already ran.
+    public func cancel(_ id: UInt64) {
+        pthread_mutex_lock(&mutex)
+        let index = sleepers.firstIndex { $0.id == id }
+        let sleeper = index.map { sleepers.remove(at: $0) }
+        pthread_mutex_unlock(&mutex)
+        sleeper?.cancel()
+    }
+
+    private func insertLocked(_ sleeper: Sleeper) {
+        let index = sleepers.firstIndex { $0.deadline > sleeper.deadline } ?? sleepers.endIndex
+        sleepers.insert(sleeper, at: index)
+        if index == 0 { pthread_cond_signal(&wake) }
     }
 
     private func allocateID() -> UInt64 {
@@ -86,7 +113,7 @@ public final class MonotonicSleeper: @unchecked Sendable {
             while let first = sleepers.first, first.deadline <= now { due.append(sleepers.removeFirst()) }
             if !due.isEmpty {
                 pthread_mutex_unlock(&mutex)
-                for sleeper in due { sleeper.continuation.resume() }
+                for sleeper in due { sleeper.fire() }
                 pthread_mutex_lock(&mutex)
                 continue
             }

@@ -25,7 +25,7 @@ public final class PeerMonitor: Service, Sendable {
     }
 
     private let identity: HostIdentity
-    private let pools: [Pool]
+    private let pools: PoolSet
     private let timing: TimingSettings
     private let skewAllowance: Duration?
     private let logger: Logger
@@ -34,7 +34,14 @@ public final class PeerMonitor: Service, Sendable {
     /// call stays well within `ioTimeout`.
     private static let readsPerCall = 64
 
-    public init(identity: HostIdentity, pools: [Pool], timing: TimingSettings, skewAllowance: Duration?, logger: Logger) {
+    public convenience init(
+        identity: HostIdentity, pools: [Pool], timing: TimingSettings, skewAllowance: Duration?, logger: Logger
+    ) {
+        self.init(identity: identity, pools: PoolSet(pools), timing: timing, skewAllowance: skewAllowance, logger: logger)
+    }
+
+    /// - Parameter pools: read at the start of every scan and report, so pools can come and go at run time.
+    public init(identity: HostIdentity, pools: PoolSet, timing: TimingSettings, skewAllowance: Duration?, logger: Logger) {
         self.identity = identity
         self.pools = pools
         self.timing = timing
@@ -57,6 +64,7 @@ public final class PeerMonitor: Service, Sendable {
 
     /// Reads every pool once and updates each peer's state; logs verdict changes.
     public func scanOnce() async {
+        let pools = self.pools.current
         let results = await withTaskGroup(of: (String, [HostAddress: PeerObservation]?).self) { group in
             for pool in pools {
                 group.addTask { (pool.id, await self.scan(pool)) }
@@ -67,6 +75,9 @@ public final class PeerMonitor: Service, Sendable {
         }
         let now = ContinuousClock.now
         state.withLock { state in
+            // A pool that was removed starts from scratch if it comes back: old history would make a peer
+            // that changed meanwhile look alive.
+            state.perPool = state.perPool.filter { id, _ in pools.contains { $0.id == id } }
             for pool in pools {
                 guard let observations = results[pool.id] ?? nil else { continue }
                 var peers = state.perPool[pool.id] ?? [:]
@@ -85,25 +96,31 @@ public final class PeerMonitor: Service, Sendable {
 
     /// Every peer seen on any pool, with its verdicts now.
     public func reports() -> [PeerReport] {
+        let pools = self.pools.current
         let now = ContinuousClock.now
         let wallNow = WallClock.nowMs()
         let health = Dictionary(uniqueKeysWithValues: pools.map { ($0.id, $0.health.ownStorage) })
         return state.withLock { state in
             let peers = Set(state.perPool.values.flatMap(\.keys))
-            return peers.sorted().map { report(for: $0, state: state, now: now, wallNow: wallNow, health: health) }
+            return peers.sorted().map {
+                report(for: $0, pools: pools, state: state, now: now, wallNow: wallNow, health: health)
+            }
         }
     }
 
     /// One peer's verdicts now; a peer never seen anywhere is `unknown` on every pool.
     public func report(for peer: HostAddress) -> PeerReport {
+        let pools = self.pools.current
         let now = ContinuousClock.now
         let wallNow = WallClock.nowMs()
         let health = Dictionary(uniqueKeysWithValues: pools.map { ($0.id, $0.health.ownStorage) })
-        return state.withLock { report(for: peer, state: $0, now: now, wallNow: wallNow, health: health) }
+        return state.withLock {
+            report(for: peer, pools: pools, state: $0, now: now, wallNow: wallNow, health: health)
+        }
     }
 
     private func report(
-        for peer: HostAddress, state: State, now: ContinuousClock.Instant, wallNow: Int64,
+        for peer: HostAddress, pools: [Pool], state: State, now: ContinuousClock.Instant, wallNow: Int64,
         health: [String: OwnStorageHealth<ContinuousClock.Instant>]
     ) -> PeerReport {
         var perPool: [String: PeerVerdict] = [:]

@@ -60,19 +60,32 @@ public final class Pool: Sendable {
         affectsHealth: Bool = true,
         _ body: @escaping @Sendable (any PoolFiles) throws(PoolIOError) -> T
     ) async throws(PoolCallError) -> T {
-        do {
-            let value = try await io.run(operation, priority: priority, timeout: ioTimeout, body)
-            markReachable()
-            return value
-        } catch {
-            if case .io = error, !affectsHealth {
-                markReachable()
-            } else if case .stopped = error {
-                // Shutting down says nothing about the storage.
-            } else {
-                markUnreachable(error)
+        let result: Result<T, PoolCallError> = await withCheckedContinuation { continuation in
+            submit(operation, priority: priority, affectsHealth: affectsHealth, body) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// As `call`, without waiting: `completion` gets the outcome (on the pool's threads; keep it short).
+    public func submit<T: Sendable>(
+        _ operation: String,
+        priority: PoolIOThread.Priority = .low,
+        affectsHealth: Bool = true,
+        _ body: @escaping @Sendable (any PoolFiles) throws(PoolIOError) -> T,
+        completion: @escaping @Sendable (Result<T, PoolCallError>) -> Void
+    ) {
+        io.submit(operation, priority: priority, timeout: ioTimeout, body) { result in
+            switch result {
+            case .success:
+                self.markReachable()
+            case .failure(.io) where !affectsHealth:
+                self.markReachable()
+            case .failure(.stopped):
+                break  // shutting down says nothing about the storage
+            case .failure(let error):
+                self.markUnreachable(error)
             }
-            throw error
+            completion(result)
         }
     }
 

@@ -119,25 +119,38 @@ public final class PoolIOThread: @unchecked Sendable {
         _ body: @escaping @Sendable (any PoolFiles) throws(PoolIOError) -> T
     ) async throws(PoolCallError) -> T {
         let result: Result<T, PoolCallError> = await withCheckedContinuation { continuation in
-            let once = ResumeOnce(continuation)
-            let job = Job(
-                name: operation,
-                // The deadline counts from submission: time queued behind a slow call counts too.
-                deadline: .now + timeout,
-                timeout: timeout,
-                work: { files in
-                    do throws(PoolIOError) {
-                        once.resume(.success(try body(files)))
-                    } catch {
-                        once.resume(.failure(.io(error)))
-                    }
-                },
-                finish: { once.resume(.failure($0)) },
-                isFinished: { once.isDone }
-            )
-            if let refusal = enqueue(job, priority: priority) { once.resume(.failure(refusal)) }
+            submit(operation, priority: priority, timeout: timeout, body) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Queues `body` and returns at once; `completion` runs exactly once: on the pool thread with the result,
+    /// on the watchdog thread when the deadline passes first, or right here when the call is refused.
+    /// It must be quick and must not block.
+    public func submit<T: Sendable>(
+        _ operation: String,
+        priority: Priority = .low,
+        timeout: Duration,
+        _ body: @escaping @Sendable (any PoolFiles) throws(PoolIOError) -> T,
+        completion: @escaping @Sendable (Result<T, PoolCallError>) -> Void
+    ) {
+        let once = CompleteOnce(completion)
+        let job = Job(
+            name: operation,
+            // The deadline counts from submission: time queued behind a slow call counts too.
+            deadline: .now + timeout,
+            timeout: timeout,
+            work: { files in
+                do throws(PoolIOError) {
+                    once.complete(.success(try body(files)))
+                } catch {
+                    once.complete(.failure(.io(error)))
+                }
+            },
+            finish: { once.complete(.failure($0)) },
+            isFinished: { once.isDone }
+        )
+        if let refusal = enqueue(job, priority: priority) { once.complete(.failure(refusal)) }
     }
 
     private func enqueue(_ job: Job, priority: Priority) -> PoolCallError? {
@@ -255,22 +268,22 @@ private final class FailingPoolFiles: PoolFiles {
     func remove(_ path: String) throws(PoolIOError) { throw fail("open pool", path) }
 }
 
-/// Resumes a continuation exactly once, whoever comes first (the job, its deadline, or shutdown).
-private final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<Result<T, PoolCallError>, Never>?>
+/// Delivers a call's outcome exactly once, whoever comes first (the call, its deadline, or shutdown).
+private final class CompleteOnce<T: Sendable>: Sendable {
+    private let completion: Mutex<(@Sendable (Result<T, PoolCallError>) -> Void)?>
 
-    init(_ continuation: CheckedContinuation<Result<T, PoolCallError>, Never>) {
-        self.continuation = Mutex(continuation)
+    init(_ completion: @escaping @Sendable (Result<T, PoolCallError>) -> Void) {
+        self.completion = Mutex(completion)
     }
 
-    var isDone: Bool { continuation.withLock { $0 == nil } }
+    var isDone: Bool { completion.withLock { $0 == nil } }
 
-    func resume(_ result: Result<T, PoolCallError>) {
-        let taken = continuation.withLock { value -> CheckedContinuation<Result<T, PoolCallError>, Never>? in
+    func complete(_ result: Result<T, PoolCallError>) {
+        let taken = completion.withLock { value -> (@Sendable (Result<T, PoolCallError>) -> Void)? in
             defer { value = nil }
             return value
         }
-        taken?.resume(returning: result)
+        taken?(result)
     }
 }
 
