@@ -55,10 +55,12 @@ public struct HeartbeatRecord: Hashable, Sendable {
     public var intervalMs: Int64
     /// The writer's local VMs.
     public var vms: [VMEntry]
+    /// VMs left out of `vms` to keep the record within the readers' size cap (active VMs are kept first).
+    public var vmsOmitted: Int
 
     public init(
         host: HostAddress, hostUUID: String?, bootID: String, incarnation: String, sequence: UInt64,
-        wallTimeMs: Int64, intervalMs: Int64, vms: [VMEntry]
+        wallTimeMs: Int64, intervalMs: Int64, vms: [VMEntry], vmsOmitted: Int = 0
     ) {
         self.host = host
         self.hostUUID = hostUUID
@@ -68,5 +70,6 @@ public struct HeartbeatRecord: Hashable, Sendable {
         self.wallTimeMs = wallTimeMs
         self.intervalMs = intervalMs
         self.vms = vms
+        self.vmsOmitted = vmsOmitted
     }
 }

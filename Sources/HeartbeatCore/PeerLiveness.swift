@@ -81,7 +81,8 @@ public struct PeerLiveness<C: Clock>: Sendable where C.Duration == Duration, C.I
         if let record = lastRecord {
             evidence.sequence = record.sequence
             evidence.incarnation = record.incarnation
-            evidence.wallClockAgeSeconds = Double(wallNowMs - record.wallTimeMs) / 1000
+            // In Double: `wallTimeMs` is another host's word, and Int64 subtraction of extremes would trap.
+            evidence.wallClockAgeSeconds = (Double(wallNowMs) - Double(record.wallTimeMs)) / 1000
             evidence.lastRecord = record
         }
         if let lastChange { evidence.secondsSinceChange = lastChange.duration(to: now).seconds }
@@ -121,16 +122,21 @@ public struct PeerLiveness<C: Clock>: Sendable where C.Duration == Duration, C.I
 
 /// Verdicts across pools. CloudStack's checker keeps the verdict of the *last pool checked*; this does not.
 public enum OverallVerdict {
-    /// `alive` if alive on any pool; `dead` only if dead on every pool we can read (and there is one);
+    /// `alive` if alive on any pool; `dead` only if dead on every pool we can read and where the peer was
+    /// ever seen (and there is one);
     /// `unknown` otherwise. The evidence of the deciding pool is kept.
     public static func combine(_ perPool: [PeerVerdict]) -> PeerVerdict {
         if perPool.count == 1 { return perPool[0] }
         if let alive = perPool.first(where: { $0.liveness == .alive }) {
             return PeerVerdict(.alive, .aliveOnSomePool, evidence: alive.evidence)
         }
+        // A pool where our own I/O fails tells nothing; nor does one the peer never wrote to (a pool added
+        // after it died, or one only some hosts mount): neither may block a verdict the others agree on.
         let readable = perPool.filter {
-            if case .ownStorageFailing = $0.reason { return false }
-            return true
+            switch $0.reason {
+            case .ownStorageFailing, .neverSeen: return false
+            default: return true
+            }
         }
         guard let first = readable.first else {
             return PeerVerdict(.unknown, .noReadablePool, evidence: perPool.first?.evidence ?? VerdictEvidence())

@@ -34,14 +34,14 @@ public enum VerdictReason: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .changing: "record changing"
         case .noChange: "record unchanged for deadAfter while our storage I/O was healthy"
-        case .recordMissing: "record disappeared and did not come back within deadAfter"
+        case .recordMissing: "record disappeared, and no change for deadAfter while our storage I/O was healthy"
         case .wallClockAge: "never seen changing, and its wall-clock age exceeds deadAfter + skew allowance"
         case .watching: "watching for change (not long enough to decide)"
         case .neverSeen: "no record of this host on this pool"
         case .unusableRecord(let problem): "record unusable: \(problem)"
         case .ownStorageFailing(let why): "our own storage I/O is failing (\(why)); cannot judge peers through it"
         case .aliveOnSomePool: "alive on at least one pool"
-        case .deadOnEveryReadablePool: "dead on every pool we can read"
+        case .deadOnEveryReadablePool: "dead on every pool we can read where it was ever seen"
         case .noReadablePool: "no pool readable by us"
         case .poolsDisagree: "pools disagree or lack evidence"
         }

@@ -68,7 +68,70 @@ public enum RecordCodec {
     static let maxStringLength = 256
     static let maxVMs = 2048
 
+    /// Encodes a record that every reader accepts: strings are cut to the readers' cap (at a character
+    /// boundary), and when the VM list would push the file past `maxBytes` or `maxVMs`, VMs are left out —
+    /// shut-off ones first — and counted in `vmsOmitted`.
     public static func encode(_ record: HeartbeatRecord) -> [UInt8] {
+        let record = clamped(record)
+        let full = encodeUnchecked(record)
+        if full.count <= maxBytes && record.vms.count <= maxVMs { return full }
+        let ordered = record.vms.enumerated().sorted { lhs, rhs in
+            lhs.element.state.isActive != rhs.element.state.isActive ? lhs.element.state.isActive : lhs.offset < rhs.offset
+        }.map(\.element)
+        let total = record.vms.count + record.vmsOmitted
+        // The largest prefix of the ordered list that fits.
+        var low = 0
+        var high = min(ordered.count, maxVMs)
+        var best = encodeWith(record, vms: [], omitted: total)
+        while low <= high {
+            let middle = (low + high) / 2
+            let candidate = encodeWith(record, vms: Array(ordered.prefix(middle)), omitted: total - middle)
+            if candidate.count <= maxBytes {
+                best = candidate
+                low = middle + 1
+            } else {
+                high = middle - 1
+            }
+        }
+        return best
+    }
+
+    private static func encodeWith(_ record: HeartbeatRecord, vms: [VMEntry], omitted: Int) -> [UInt8] {
+        var copy = record
+        copy.vms = vms
+        copy.vmsOmitted = omitted
+        return encodeUnchecked(copy)
+    }
+
+    private static func clamped(_ record: HeartbeatRecord) -> HeartbeatRecord {
+        var record = record
+        record.hostUUID = record.hostUUID.map(clamp)
+        record.bootID = clamp(record.bootID)
+        record.incarnation = clamp(record.incarnation)
+        for index in record.vms.indices {
+            record.vms[index].uuid = clamp(record.vms[index].uuid)
+            record.vms[index].name = clamp(record.vms[index].name)
+            record.vms[index].reason = clamp(record.vms[index].reason)
+            record.vms[index].state = VMPowerState(rawValue: clamp(record.vms[index].state.rawValue))
+        }
+        return record
+    }
+
+    /// The longest prefix of `text` within `maxStringLength` UTF-8 bytes, cut between characters.
+    static func clamp(_ text: String) -> String {
+        guard text.utf8.count > maxStringLength else { return text }
+        var result = ""
+        var bytes = 0
+        for character in text {
+            let size = character.utf8.count
+            if bytes + size > maxStringLength { break }
+            result.append(character)
+            bytes += size
+        }
+        return result
+    }
+
+    static func encodeUnchecked(_ record: HeartbeatRecord) -> [UInt8] {
         var json = JSONWriter(capacity: 256 + record.vms.count * 160)
         json.raw("kvmha-record 1.0\n{")
         json.key("host")
@@ -115,7 +178,13 @@ public enum RecordCodec {
             json.integer(vm.sinceMs)
             json.raw("}")
         }
-        json.raw("]}\n")
+        json.raw("]")
+        if record.vmsOmitted > 0 {
+            json.raw(",")
+            json.key("vmsOmitted")
+            json.integer(record.vmsOmitted)
+        }
+        json.raw("}\n")
         var bytes = json.bytes
         let sum = CRC32C.checksum(bytes)
         bytes.append(contentsOf: "crc32c \(CRC32C.hex(sum))\n".utf8)
@@ -180,9 +249,11 @@ public enum RecordCodec {
             sequence: try integer(body, "sequence", as: UInt64.self),
             wallTimeMs: try integer(body, "wallTimeMs", as: Int64.self),
             intervalMs: try integer(body, "intervalMs", as: Int64.self),
-            vms: try vms(body)
+            vms: try vms(body),
+            vmsOmitted: body["vmsOmitted"] == nil ? 0 : try integer(body, "vmsOmitted", as: Int.self)
         )
         guard record.intervalMs > 0 else { throw .malformed("field 'intervalMs' must be positive") }
+        guard record.vmsOmitted >= 0 else { throw .malformed("field 'vmsOmitted' must not be negative") }
         return record
     }
 

@@ -40,6 +40,8 @@ public struct SidecarSettings: Sendable {
     public var stateDir = "/var/lib/kvmha"
     /// CloudStack's agent configuration, read for host identity defaults.
     public var agentProperties = "/etc/cloudstack/agent/agent.properties"
+    /// The HTTP API's listener, token and TLS files.
+    public var api = APISettings()
 
     public init() {}
 }
@@ -62,6 +64,7 @@ public struct SettingsResolver: Sendable {
     public static let keys: [String] = [
         "hostIP", "hostUUID", "pools", "interval", "ioTimeout", "deadAfter", "fenceAfter", "fenceDelay",
         "fenceAction", "skewAllowance", "logLevel", "libvirtURI", "stateDir", "agentProperties",
+        "apiAddress", "apiPort", "apiTokenFile", "tlsCertificate", "tlsKey", "tlsCA",
     ]
 
     public static func environmentName(_ key: String) -> String {
@@ -138,6 +141,7 @@ public struct SettingsResolver: Sendable {
         if problems.isEmpty {
             problems += settings.timing.problems().map { "timing: \($0)" }
             problems += poolProblems(settings.pools)
+            problems += settings.api.problems()
         }
         guard problems.isEmpty else { throw ConfigError(problems) }
         return settings
@@ -231,6 +235,28 @@ public struct SettingsResolver: Sendable {
         case "agentProperties":
             guard text.hasPrefix("/") else { return "'\(text)' must be an absolute path" }
             settings.agentProperties = text
+        case "apiAddress":
+            guard let address = HostAddress(text.trimmingSpaces) else {
+                return "'\(text)' is not an IPv4 address (0.0.0.0 listens on every interface)"
+            }
+            settings.api.address = address
+        case "apiPort":
+            guard let port = Int(text.trimmingSpaces), (0...65535).contains(port) else {
+                return "'\(text)' is not a port number (0-65535; 0 picks a free port)"
+            }
+            settings.api.port = port
+        case "apiTokenFile":
+            guard text.hasPrefix("/") else { return "'\(text)' must be an absolute path" }
+            settings.api.tokenFile = text
+        case "tlsCertificate", "tlsKey", "tlsCA":
+            // Empty switches TLS (or client certificates) off again in a later layer.
+            let path: String? = text.trimmingSpaces.isEmpty ? nil : text
+            if let path, !path.hasPrefix("/") { return "'\(text)' must be an absolute path" }
+            switch key {
+            case "tlsCertificate": settings.api.tlsCertificate = path
+            case "tlsKey": settings.api.tlsKey = path
+            default: settings.api.tlsCA = path
+            }
         default:
             return "unknown setting"
         }

@@ -61,8 +61,11 @@ public enum DurationText {
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingSpaces
         guard !trimmed.isEmpty else { return nil }
-        if let seconds = Double(trimmed), seconds.isFinite {
-            return .milliseconds(Int64((seconds * 1000).rounded()))
+        // Negative numbers are refused as in the unit form; values beyond Int64 milliseconds are refused
+        // rather than trapping in the conversion.
+        if let seconds = Double(trimmed), seconds.isFinite, seconds >= 0 {
+            guard let millis = Int64(exactly: (seconds * 1000).rounded()) else { return nil }
+            return .milliseconds(millis)
         }
         var total: Duration = .zero
         var number = ""
@@ -78,7 +81,8 @@ public enum DurationText {
             case "h": millis = value * 3_600_000
             default: return false
             }
-            total += .milliseconds(Int64(millis.rounded()))
+            guard let whole = Int64(exactly: millis.rounded()) else { return false }
+            total += .milliseconds(whole)
             number = ""
             unit = ""
             sawAny = true
@@ -100,9 +104,13 @@ public enum DurationText {
     }
 
     public static func format(_ duration: Duration) -> String {
-        let millis = Int64(duration.seconds * 1000)
-        if millis % 1000 == 0 { return "\(millis / 1000)s" }
-        return "\(millis)ms"
+        // Integer arithmetic on the components: through Double, 1001 ms came out as "1s".
+        let (seconds, attoseconds) = duration.components
+        let millisPart = attoseconds / 1_000_000_000_000_000
+        if millisPart == 0 { return "\(seconds)s" }
+        let (scaled, scaleOverflow) = seconds.multipliedReportingOverflow(by: 1000)
+        let (millis, sumOverflow) = scaled.addingReportingOverflow(millisPart)
+        return scaleOverflow || sumOverflow ? "\(seconds)s" : "\(millis)ms"
     }
 }
 
