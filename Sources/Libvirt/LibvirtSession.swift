@@ -15,7 +15,8 @@ public final class LibvirtSession: @unchecked Sendable {
     public let uri: String
     public let backoff: ReconnectBackoff
 
-    private let condition = NSCondition()
+    /// Monotonic, so that the reconnect backoff is immune to wall-clock steps (see `MonotonicCondition`).
+    private let condition = MonotonicCondition()
     // Guarded by `condition`:
     private var currentState: LibvirtSessionState
     private var disconnectReason = "not connected yet"
@@ -200,14 +201,14 @@ public final class LibvirtSession: @unchecked Sendable {
 
     private func waitBeforeRetry(after error: LibvirtError, failures: Int) {
         let delay = backoff.delay(afterFailures: failures)
-        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
-        let deadline = Date(timeIntervalSinceNow: seconds)
+        let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+        let deadline = MonotonicCondition.now() + nanoseconds
         condition.lock()
         if case .disconnected(let since, _) = currentState {
             currentState = .disconnected(since: since, lastError: error)
         }
         disconnectReason = error.description
-        while !stopRequested && condition.wait(until: deadline) {}
+        while !stopRequested && condition.wait(untilMonotonic: deadline) {}
         condition.unlock()
     }
 

@@ -23,7 +23,7 @@ public final class Fencer: Service, Sendable {
     private let logger: Logger
     private let notifier: SystemdNotifier
     private let policy: Mutex<FencePolicy<ContinuousClock>>
-    private let flags = Mutex((ready: false, stopped: false))
+    private let flags = Mutex((ready: false, unused: false))
 
     /// - Parameter markerPath: where the dry-run action writes its marker.
     public init(timing: TimingSettings, pools: [String], markerPath: String, logger: Logger, notifier: SystemdNotifier = SystemdNotifier()) {
@@ -48,13 +48,22 @@ public final class Fencer: Service, Sendable {
     /// Called with every completed beat round (on a pool thread: quick, no blocking).
     public func roundCompleted(_ round: BeatWriter.Round) {
         let now = ContinuousClock.now
+        let poolCount = round.succeeded.count + round.failed.count
         let actions = policy.withLock { policy -> [FencePolicy<ContinuousClock>.Action] in
             var actions: [FencePolicy<ContinuousClock>.Action] = []
+            // The pools come and go with discovery; a round names the ones in use.
+            policy.setPools(round.succeeded + round.failed.keys, at: now)
             for pool in round.succeeded { actions += policy.beat(pool: pool, succeeded: true, at: now) }
             for pool in round.failed.keys.sorted() { actions += policy.beat(pool: pool, succeeded: false, at: now) }
             return actions
         }
         perform(actions)
+        // With no pools yet (discovery at boot, before CloudStack mounts them) there is nothing to beat: not
+        // ready, but healthy.
+        guard poolCount > 0 else {
+            notifier.notify("WATCHDOG=1\nSTATUS=no pools yet")
+            return
+        }
         let firstRound = flags.withLock { flags -> Bool in
             defer { flags.ready = true }
             return !flags.ready

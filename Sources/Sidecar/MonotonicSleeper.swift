@@ -118,11 +118,24 @@ public final class MonotonicSleeper: @unchecked Sendable {
                 continue
             }
             if let first = sleepers.first {
-                var until = timespec(tv_sec: Int(first.deadline / 1_000_000_000), tv_nsec: Int(first.deadline % 1_000_000_000))
-                pthread_cond_timedwait(&wake, &mutex, &until)
+                monotonicTimedWait(&wake, &mutex, until: first.deadline)
             } else {
                 pthread_cond_wait(&wake, &mutex)
             }
         }
+    }
+}
+
+/// `pthread_cond_timedwait` on a CLOCK_MONOTONIC condition until `deadline` (nanoseconds), called with
+/// `mutex` held. Under libfaketime (clock-skew tests) such a wait can return at once, long before its
+/// deadline; then this pauses briefly outside the lock instead of letting the caller spin.
+func monotonicTimedWait(_ condition: inout pthread_cond_t, _ mutex: inout pthread_mutex_t, until deadline: Int64) {
+    var until = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+    let result = pthread_cond_timedwait(&condition, &mutex, &until)
+    let remaining = deadline - MonotonicSleeper.now()
+    if result == ETIMEDOUT && remaining > 1_000_000 {
+        pthread_mutex_unlock(&mutex)
+        usleep(useconds_t(min(remaining, 50_000_000) / 1000))
+        pthread_mutex_lock(&mutex)
     }
 }

@@ -233,13 +233,8 @@ public final class PoolIOThread: @unchecked Sendable {
                 continue
             }
             if let earliest {
-                var wake = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &wake)
                 let delay = now.duration(to: earliest).nanoseconds + 1_000_000
-                let total = Int64(wake.tv_nsec) + delay % 1_000_000_000
-                wake.tv_sec += Int(delay / 1_000_000_000 + total / 1_000_000_000)
-                wake.tv_nsec = Int(total % 1_000_000_000)
-                pthread_cond_timedwait(&watchdogWake, &mutex, &wake)
+                monotonicTimedWait(&watchdogWake, &mutex, until: MonotonicSleeper.now() + delay)
             } else {
                 watchdogIdle = true
                 pthread_cond_wait(&watchdogWake, &mutex)

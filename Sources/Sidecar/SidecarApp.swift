@@ -7,14 +7,27 @@ import ServiceLifecycle
 public struct SidecarApp: Sendable {
     public let settings: SidecarSettings
     public let identity: HostIdentity
-    public let pools: [Pool]
+    /// The pools in use; changes at run time when they are discovered from libvirt.
+    public let poolSet: PoolSet
+    /// This host's VMs, from libvirt; the record of every beat carries them.
+    public let watcher: DomainWatcher
+    /// Keeps `poolSet` in step with libvirt's netfs pools; nil when the config lists the pools.
+    public let discovery: PoolDiscovery?
     public let writer: BeatWriter
     public let monitor: PeerMonitor
+    /// Self-fencing and systemd readiness/watchdog, fed by every beat round.
+    public let fencer: Fencer
     public let logger: Logger
+
+    /// How often the VM list is read in full, and libvirt's pools looked at again, besides on every reconnect.
+    public static let libvirtRecheckInterval: Duration = .seconds(60)
 
     public struct StartError: Error, CustomStringConvertible {
         public var description: String
     }
+
+    /// The pools in use now.
+    public var pools: [Pool] { poolSet.current }
 
     public init(settings: SidecarSettings, logger: Logger) throws(StartError) {
         let address: HostAddress
@@ -33,41 +46,84 @@ public struct SidecarApp: Sendable {
             address = found
         }
         if hostUUID == nil { hostUUID = properties?.guid }
-        guard !settings.pools.isEmpty else {
-            throw StartError(description: "no pools to watch: list them under 'pools' in the config file, KVMHA_POOLS or --pool")
-        }
+        // No pools listed is not an error: they come from libvirt, possibly later (see PoolDiscovery).
         self.settings = settings
         self.logger = logger
         self.identity = HostIdentity.current(address: address, hostUUID: hostUUID)
-        self.pools = settings.pools.map { setting in
-            let root = setting.path ?? ""
-            return Pool(id: setting.uuid, location: root, ioTimeout: settings.timing.ioTimeout, logger: logger) {
-                DirectoryPoolFiles(root: root)
-            }
-        }
-        self.writer = BeatWriter(identity: identity, pools: pools, timing: settings.timing, logger: logger)
+        let ioTimeout = settings.timing.ioTimeout
+        self.poolSet = PoolSet(settings.pools.map { Self.makePool($0, ioTimeout: ioTimeout, logger: logger) })
+        let watcher = DomainWatcher(
+            uri: settings.libvirtURI,
+            resyncInterval: Self.libvirtRecheckInterval,
+            logger: logger
+        )
+        self.watcher = watcher
+        self.discovery =
+            settings.pools.isEmpty
+            ? PoolDiscovery(
+                libvirt: watcher,
+                pools: poolSet,
+                interval: Self.libvirtRecheckInterval,
+                makePool: { Self.makePool($0, ioTimeout: ioTimeout, logger: logger) },
+                logger: logger
+            )
+            : nil
+        let fencer = Fencer(
+            timing: settings.timing, pools: settings.pools.map(\.uuid),
+            markerPath: settings.stateDir + "/fenced", logger: logger)
+        self.fencer = fencer
+        self.writer = BeatWriter(
+            identity: identity,
+            pools: poolSet,
+            timing: settings.timing,
+            logger: logger,
+            inventory: { watcher.inventory() },
+            onRound: { fencer.roundCompleted($0) }
+        )
         self.monitor = PeerMonitor(
-            identity: identity, pools: pools, timing: settings.timing, skewAllowance: settings.skewAllowance, logger: logger)
+            identity: identity,
+            pools: poolSet,
+            timing: settings.timing,
+            skewAllowance: settings.skewAllowance,
+            logger: logger
+        )
+    }
+
+    /// The pool for one configured or discovered pool.
+    public static func makePool(_ setting: PoolSetting, ioTimeout: Duration, logger: Logger) -> Pool {
+        // The kernel mount. A pool given only by `nfs://` URL (libnfs, another issue) gets its files here.
+        let root = setting.path ?? ""
+        return Pool(id: setting.uuid, location: root, ioTimeout: ioTimeout, logger: logger) {
+            DirectoryPoolFiles(root: root)
+        }
     }
 
     /// Runs until SIGTERM or SIGINT.
     public func run() async throws {
+        let poolText =
+            discovery == nil
+            ? pools.map { "\($0.id)=\($0.location)" }.joined(separator: ",") : "from libvirt's netfs pools"
         logger.notice(
             "kvmha sidecar starting",
             metadata: [
                 "host": "\(identity.address)", "incarnation": "\(identity.incarnation)",
-                "pools": "\(pools.map { "\($0.id)=\($0.location)" }.joined(separator: ","))",
+                "pools": "\(poolText)", "libvirt": "\(settings.libvirtURI)",
                 "interval": "\(DurationText.format(settings.timing.interval))",
                 "deadAfter": "\(DurationText.format(settings.timing.deadAfter))",
-            ])
+            ]
+        )
+        var services: [any Service] = [watcher]
+        if let discovery { services.append(discovery) }
+        services += [writer, monitor, fencer]
         let group = ServiceGroup(
             configuration: .init(
-                services: [writer, monitor],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
-            ))
+            )
+        )
         try await group.run()
-        for pool in pools { pool.stop() }
+        poolSet.stopAll()
         logger.notice("kvmha sidecar stopped")
     }
 }

@@ -78,7 +78,8 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(ExitStatus.config)
         }
         if checkConfig {
-            print("configuration OK: host \(app.identity.address), \(app.pools.count) pool(s), interval \(DurationText.format(settings.timing.interval)), deadAfter \(DurationText.format(settings.timing.deadAfter))")
+            let pools = app.discovery == nil ? "\(app.pools.count) pool(s)" : "pools from libvirt (\(settings.libvirtURI))"
+            print("configuration OK: host \(app.identity.address), \(pools), interval \(DurationText.format(settings.timing.interval)), deadAfter \(DurationText.format(settings.timing.deadAfter))")
             return
         }
         try await app.run()
