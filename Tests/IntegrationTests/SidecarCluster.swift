@@ -22,22 +22,25 @@ struct SidecarProcess {
 
     /// Starts `kvmha serve` for `host` on `pools` (`UUID=PATH`) with the fast timings.
     static func start(
-        host: String, pools: [String], fakeTime: String? = nil, extraArguments: [String] = []
+        host: String, pools: [String], fakeTime: String? = nil, fenceAction: String = "none",
+        environment: [String: String] = [:], extraArguments: [String] = []
     ) throws -> SidecarProcess {
         let binary = try kvmhaBinary()
         let state = try TempDir(prefix: "kvmha-state")
         var arguments = [
             "serve", "--host-ip", host, "--interval", FastTiming.interval, "--io-timeout", FastTiming.ioTimeout,
-            "--dead-after", FastTiming.deadAfter, "--fence-action", "none", "--log-level", "debug",
+            "--dead-after", FastTiming.deadAfter, "--fence-action", fenceAction, "--log-level", "debug",
             "--state-dir", state.path,
         ]
         for pool in pools { arguments += ["--pool", pool] }
         arguments += extraArguments
         let process: ChildProcess
         if let fakeTime {
-            process = try ChildProcess.withFakeTime(offset: fakeTime, executable: binary, arguments: arguments, label: "kvmha \(host) (\(fakeTime))")
+            process = try ChildProcess.withFakeTime(
+                offset: fakeTime, executable: binary, arguments: arguments, environment: environment,
+                label: "kvmha \(host) (\(fakeTime))")
         } else {
-            process = try ChildProcess(executable: binary, arguments: arguments, label: "kvmha \(host)")
+            process = try ChildProcess(executable: binary, arguments: arguments, environment: environment, label: "kvmha \(host)")
         }
         return SidecarProcess(host: host, process: process, stateDir: state)
     }
