@@ -67,14 +67,22 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .executableTarget(
+            name: "kvmha-nfs-bench",
+            dependencies: ["HeartbeatCore", "Sidecar", "NFS", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/NFSBenchmark",
+            swiftSettings: strict
+        ),
+
         .testTarget(name: "HeartbeatCoreTests", dependencies: ["HeartbeatCore"], swiftSettings: strict),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"], swiftSettings: strict),
         .testTarget(name: "NFSTests", dependencies: ["NFS"], swiftSettings: strict),
         .testTarget(
             name: "SidecarTests",
             dependencies: [
-                "Sidecar", "HeartbeatCore", "Libvirt",
+                "Sidecar", "HeartbeatCore", "Libvirt", "NFS",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -174,6 +174,13 @@ public final class PoolDiscovery: Service, Sendable {
     /// The pools to use among libvirt's: active `netfs` pools with a target path, named by their pool id
     /// (the libvirt name when it is a valid id, as CloudStack's pool UUIDs are, else libvirt's UUID).
     /// Also says why other netfs pools were left out.
+    /// `nfs://host/export?version=3` from a netfs pool's source, or nil when it lacks one.
+    static func nfsURL(host: String?, export: String?) -> String? {
+        guard let host, !host.isEmpty, let export, export.hasPrefix("/") else { return nil }
+        let authority = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "nfs://\(authority)\(export)?version=3"
+    }
+
     static func candidates(from found: [StoragePoolInfo]) -> (pools: [PoolSetting], skipped: [String]) {
         var pools: [PoolSetting] = []
         var skipped: [String] = []
@@ -191,9 +198,9 @@ public final class PoolDiscovery: Service, Sendable {
                 skipped.append("\(pool.name): pool id \(id) is taken by another pool")
                 continue
             }
-            // The libnfs path (reaching the server without the kernel mount) belongs here once pools can use
-            // it: url = "nfs://<sourceHost><sourceDir>" from pool.sourceHost and pool.sourceDir.
-            pools.append(PoolSetting(uuid: id, path: path, url: nil))
+            // Besides the mount, the same export straight through libnfs (NFSv3, the version libnfs 4.0.0 does
+            // fully), which no hung kernel mount can block.
+            pools.append(PoolSetting(uuid: id, path: path, url: nfsURL(host: pool.sourceHost, export: pool.sourceDir)))
         }
         return (pools.sorted { $0.uuid < $1.uuid }, skipped)
     }
