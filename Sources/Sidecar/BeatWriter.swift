@@ -32,23 +32,27 @@ public final class BeatWriter: Service, Sendable {
     private let inventory: @Sendable () -> [VMEntry]
     private let logger: Logger
     private let onRound: @Sendable (Round) -> Void
+    /// Each pool's part of a beat as it finishes: written or not, and how long it took (metrics).
+    private let onPoolBeat: @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void
     private let schedule = Mutex(Schedule())
 
     public convenience init(
         identity: HostIdentity, pools: [Pool], timing: TimingSettings, logger: Logger,
         inventory: @escaping @Sendable () -> [VMEntry] = { [] },
-        onRound: @escaping @Sendable (Round) -> Void = { _ in }
+        onRound: @escaping @Sendable (Round) -> Void = { _ in },
+        onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in }
     ) {
         self.init(
             identity: identity, pools: PoolSet(pools), timing: timing, logger: logger, inventory: inventory,
-            onRound: onRound)
+            onRound: onRound, onPoolBeat: onPoolBeat)
     }
 
     /// - Parameter pools: read at the start of every round, so pools can come and go at run time.
     public init(
         identity: HostIdentity, pools: PoolSet, timing: TimingSettings, logger: Logger,
         inventory: @escaping @Sendable () -> [VMEntry] = { [] },
-        onRound: @escaping @Sendable (Round) -> Void = { _ in }
+        onRound: @escaping @Sendable (Round) -> Void = { _ in },
+        onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in }
     ) {
         self.identity = identity
         self.pools = pools
@@ -56,6 +60,7 @@ public final class BeatWriter: Service, Sendable {
         self.logger = logger
         self.inventory = inventory
         self.onRound = onRound
+        self.onPoolBeat = onPoolBeat
     }
 
     /// The pools written this round.
@@ -137,6 +142,7 @@ public final class BeatWriter: Service, Sendable {
             onRound(round)
             completion?(round)
         }
+        let submitted = ContinuousClock.now
         for pool in pools {
             pool.submit("beat", priority: .high, { files throws(PoolIOError) in
                 do throws(PoolIOError) {
@@ -151,13 +157,15 @@ public final class BeatWriter: Service, Sendable {
                 try files.replaceAtomically(
                     PoolLayout.cloudStackHeartbeat(address), with: cloudStackBytes,
                     temporaryPath: cloudStackTemporary, durable: false)
-            }) { result in
+            }) { [onPoolBeat] result in
                 switch result {
                 case .success:
                     pool.recordBeat(ok: true, wallMs: wallMs)
+                    onPoolBeat(pool.id, true, submitted.duration(to: .now))
                     tracker.report(pool.id, failure: nil)
                 case .failure(let error):
                     pool.recordBeat(ok: false, wallMs: wallMs)
+                    onPoolBeat(pool.id, false, submitted.duration(to: .now))
                     tracker.report(pool.id, failure: error.description)
                 }
             }

@@ -1,6 +1,7 @@
 import Foundation
 public import HeartbeatCore
 public import Logging
+import NFS
 import ServiceLifecycle
 
 /// Builds the daemon from settings. `main` only composes: tests build the same thing.
@@ -15,6 +16,9 @@ public struct SidecarApp: Sendable {
     public let discovery: PoolDiscovery?
     public let writer: BeatWriter
     public let monitor: PeerMonitor
+    /// The HTTP API; nil when its token file does not exist (logged).
+    public let api: APIService?
+    public let metrics: APIMetrics
     /// Self-fencing and systemd readiness/watchdog, fed by every beat round.
     public let fencer: Fencer
     public let logger: Logger
@@ -46,6 +50,14 @@ public struct SidecarApp: Sendable {
             address = found
         }
         if hostUUID == nil { hostUUID = properties?.guid }
+        for pool in settings.pools {
+            guard let text = pool.url else { continue }
+            do throws(NFSURLError) {
+                _ = try NFSURL(parsing: text)
+            } catch {
+                throw StartError(description: "pool \(pool.uuid): \(error)")
+            }
+        }
         // No pools listed is not an error: they come from libvirt, possibly later (see PoolDiscovery).
         self.settings = settings
         self.logger = logger
@@ -72,30 +84,56 @@ public struct SidecarApp: Sendable {
             timing: settings.timing, pools: settings.pools.map(\.uuid),
             markerPath: settings.stateDir + "/fenced", logger: logger)
         self.fencer = fencer
+        let metrics = APIMetrics()
+        self.metrics = metrics
         self.writer = BeatWriter(
             identity: identity,
             pools: poolSet,
             timing: settings.timing,
             logger: logger,
             inventory: { watcher.inventory() },
-            onRound: { fencer.roundCompleted($0) }
+            onRound: { fencer.roundCompleted($0) },
+            onPoolBeat: { metrics.recordBeat(pool: $0, ok: $1, latency: $2) }
         )
-        self.monitor = PeerMonitor(
+        let monitor = PeerMonitor(
             identity: identity,
             pools: poolSet,
             timing: settings.timing,
             skewAllowance: settings.skewAllowance,
             logger: logger
         )
+        self.monitor = monitor
+        do {
+            self.api = try Self.makeAPIService(
+                settings: settings, identity: identity, pools: poolSet, monitor: monitor, watcher: watcher,
+                metrics: metrics, logger: logger
+            )
+        } catch {
+            throw StartError(description: error.description)
+        }
     }
 
-    /// The pool for one configured or discovered pool.
+    /// The pool for one configured or discovered pool: through its mount (`path`), through libnfs (`url`), or
+    /// both (then each beat goes both ways and counts when either lands; see `Pool`).
     public static func makePool(_ setting: PoolSetting, ioTimeout: Duration, logger: Logger) -> Pool {
-        // The kernel mount. A pool given only by `nfs://` URL (libnfs, another issue) gets its files here.
-        let root = setting.path ?? ""
-        return Pool(id: setting.uuid, location: root, ioTimeout: ioTimeout, logger: logger) {
-            DirectoryPoolFiles(root: root)
+        var accesses: [PoolAccess] = []
+        if let root = setting.path {
+            accesses.append(PoolAccess(kind: .path, location: root) { DirectoryPoolFiles(root: root) })
         }
+        if let text = setting.url {
+            do throws(NFSURLError) {
+                let url = try NFSURL(parsing: text)
+                accesses.append(
+                    PoolAccess(kind: .url, location: url.description) { NFSPoolFiles(url: url, ioTimeout: ioTimeout) })
+            } catch {
+                // Configured URLs are checked at start-up; this one came from libvirt: every call tells why.
+                accesses.append(PoolAccess(kind: .url, location: text) { throw error })
+            }
+        }
+        if accesses.isEmpty {
+            accesses.append(PoolAccess(kind: .path, location: "") { DirectoryPoolFiles(root: "") })
+        }
+        return Pool(id: setting.uuid, accesses: accesses, ioTimeout: ioTimeout, logger: logger)
     }
 
     /// Runs until SIGTERM or SIGINT.
@@ -115,6 +153,7 @@ public struct SidecarApp: Sendable {
         var services: [any Service] = [watcher]
         if let discovery { services.append(discovery) }
         services += [writer, monitor, fencer]
+        if let api { services.append(api) }
         let group = ServiceGroup(
             configuration: .init(
                 services: services,

@@ -7,24 +7,28 @@ import Sidecar
 struct CheckHost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-host",
-        abstract: "Judge a host by reading the pools directly (no daemon needed).",
+        abstract: "Judge a host: ask the local daemon, or read the pools directly with --pool.",
         discussion: """
-            Samples the host's record on every pool until it has seen it change (alive), has seen no change for \
-            deadAfter while its own storage I/O worked (dead), or gives up (unknown). A checker whose own \
-            storage is failing answers unknown, never dead. Exit status: 0 alive, 1 dead, 2 unknown, 64+ usage.
+            Without --pool: asks the local daemon (GET /v1/peers/IP, CheckOnHost), which answers at once from \
+            what it has watched; a host the daemon has never seen is unknown. \
+            With --pool (no daemon needed): samples the host's record on every given pool until it has seen it \
+            change (alive), has seen no change for deadAfter while its own storage I/O worked (dead), or gives up \
+            (unknown). A checker whose own storage is failing answers unknown, never dead. \
+            Exit status: 0 alive, 1 dead, 2 unknown; otherwise as below. \(DaemonOptions.exitCodes)
             """
     )
 
     @Argument(help: "The host's private IP.") var host: String
-    @Option(name: .customLong("pool"), help: "A pool directory ([UUID=]PATH). Repeatable.") var pools: [String] = []
+    @Option(name: .customLong("pool"), help: "Read this pool directory ([UUID=]PATH) directly instead of asking the daemon. Repeatable.")
+    var pools: [String] = []
     @Option(name: .customLong("dead-after"), help: "Silence after which the host is dead.") var deadAfter = "30s"
     @Option(name: .customLong("io-timeout"), help: "Deadline of every storage call.") var ioTimeout = "4s"
     @Option(name: .customLong("sample-every"), help: "Time between samples.") var sampleEvery = "500ms"
     @Flag(name: .long, help: "Print JSON.") var json = false
+    @OptionGroup(title: "Daemon mode (without --pool)") var daemon: DaemonOptions
 
     func validate() throws {
         guard HostAddress(host) != nil else { throw ValidationError("'\(host)' is not an IPv4 address") }
-        guard !pools.isEmpty else { throw ValidationError("give at least one --pool") }
         for (name, value) in [("--dead-after", deadAfter), ("--io-timeout", ioTimeout), ("--sample-every", sampleEvery)] {
             guard let duration = DurationText.parse(value), duration > .zero else {
                 throw ValidationError("\(name): '\(value)' is not a positive duration (examples: 5s, 500ms)")
@@ -33,6 +37,7 @@ struct CheckHost: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if pools.isEmpty { return try await askDaemon() }
         let peer = HostAddress(host)!
         let deadAfter = DurationText.parse(deadAfter)!
         let ioTimeout = DurationText.parse(ioTimeout)!

@@ -11,15 +11,28 @@ struct Vms: AsyncParsableCommand {
             Reads libvirt directly (the URI from --libvirt-uri, else KVMHA_LIBVIRT_URI, else libvirtURI in the \
             config file, else qemu:///system). The table is in `virsh list --all` order; --json prints an array \
             of {uuid, name, id, state, reason} (id is null for a VM that is not running). \
-            Exit status: 0, 69 when libvirt cannot be read, 78 for a configuration error.
+            With --from-daemon (or --server): asks the local daemon instead (GET /v1/vms, its libvirt \
+            watcher's list, with the API settings of the config file); id is then null, and a warning on stderr \
+            says when the daemon's libvirt connection is down. \
+            Exit status: 0, 69 when libvirt (or the daemon) cannot be reached, 77 when the daemon refuses the \
+            token, 78 for a configuration error.
             """
     )
 
     @Option(name: .long, help: "Config file (YAML).") var config: String?
     @Option(name: .customLong("libvirt-uri"), help: "libvirt connection URI.") var libvirtURI: String?
     @Flag(name: .long, help: "Print JSON.") var json = false
+    @Flag(name: .customLong("from-daemon"), help: "Ask the local daemon instead of libvirt.") var fromDaemon = false
+    @Option(name: .long, help: "The daemon's API URL (implies --from-daemon).") var server: String?
+    @Option(name: .customLong("token-file"), help: "The API's token file (with --from-daemon).") var tokenFile: String?
 
     func run() async throws {
+        if fromDaemon || server != nil {
+            let arguments =
+                (config.map { ["--config", $0] } ?? []) + (server.map { ["--server", $0] } ?? [])
+                + (tokenFile.map { ["--token-file", $0] } ?? [])
+            return try await DaemonVMs.print(try DaemonOptions.parse(arguments), json: json)
+        }
         let settings: SidecarSettings
         do {
             var overrides: [String: String] = [:]

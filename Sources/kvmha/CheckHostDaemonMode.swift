@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import HeartbeatCore
+import Sidecar
+
+extension CheckHost {
+    /// CheckOnHost through the local daemon: its verdict from memory, never a wait on storage.
+    func askDaemon() async throws {
+        let peer = HostAddress(host)!
+        let report = try await DaemonClient.with(daemon) { client throws(DaemonError) in
+            try await client.request("GET", "/v1/peers/\(peer)", as: APIPeerReport.self, notFound: ["unknown-peer"])
+        }
+        guard let report else {
+            if json {
+                print(DaemonOutput.json(["host": peer.description, "verdict": "unknown", "reasonCode": "unknown-peer"]))
+            } else {
+                print("host \(peer): UNKNOWN — the daemon has never seen a record of it on any pool")
+            }
+            throw ExitCode(ExitStatus.unknown)
+        }
+        print(json ? DaemonOutput.json(report) : Self.table(report))
+        throw ExitCode(DaemonOutput.exitCode(for: report.overall.verdict))
+    }
+
+    static func table(_ report: APIPeerReport) -> String {
+        var lines = ["host \(report.host): \(report.overall.verdict.uppercased()) — \(report.overall.reason)"]
+        let rows = report.pools.map { pool -> [String] in
+            let verdict = pool.verdict
+            return [
+                pool.pool, verdict.verdict, verdict.sequence.map(String.init) ?? "-",
+                DaemonOutput.seconds(verdict.secondsSinceChange), DaemonOutput.seconds(verdict.wallClockAgeSeconds), verdict.reason,
+            ]
+        }
+        lines.append(
+            contentsOf: TextTable.render(header: ["POOL", "VERDICT", "SEQUENCE", "SINCE-CHANGE", "WALL-AGE", "REASON"], rows: rows))
+        return lines.joined(separator: "\n")
+    }
+}
