@@ -8,3 +8,5 @@ scripts/install-test-deps.sh
 swift build --build-tests
 # Serially: the integration tests run several daemons with sub-second timings on a 2-core machine.
 swift test --skip-build --disable-xctest --no-parallel "$@"
+# The Debian package: build, contents, lintian, install into a throw-away root, systemd-analyze verify.
+Tests/Packaging/test-deb.sh
