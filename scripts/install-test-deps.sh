@@ -14,7 +14,11 @@ FUSEPY_VERSION="3.0.1"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 
-packages=(fuse libfuse2 faketime python3-venv)
+# fuse/libfuse2/python3-venv: the freezable FUSE mount; faketime: clock skew; libvirt-daemon and
+# libvirt-clients: a private libvirtd and virsh as a second client; nfs-ganesha(-vfs) and rpcbind: a real
+# NFS server on loopback; iproute2: network namespaces; openssl: the TLS test's CA; util-linux: setpriv.
+packages=(fuse libfuse2 faketime python3-venv libvirt-daemon libvirt-clients nfs-ganesha nfs-ganesha-vfs rpcbind
+    iproute2 openssl util-linux)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 
 missing=()
