@@ -198,16 +198,19 @@ else
     fail "ldd kvmha" "$missing_libraries"
 fi
 
-# The packaged default config, with this test's pool and host address added, is valid.
+# The packaged default config, with this test's pool and host address added and the root's paths, is
+# valid, and the daemon accepts the token postinst made (it refuses, and says so, a token it cannot use).
 pool="$TMP/pool-5f0c"
 mkdir -p "$pool"
 config="$TMP/sidecar.yaml"
 {
     cat "$root/etc/kvmha/sidecar.yaml"
-    printf '\nhostIP: 127.0.0.1\npools:\n  - uuid: 5f0c\n    path: %s\nstateDir: %s\n' "$pool" "$TMP/state"
+    printf '\nhostIP: 127.0.0.1\npools:\n  - uuid: 5f0c\n    path: %s\n' "$pool"
+    printf 'stateDir: %s\napiTokenFile: %s\n' "$TMP/state" "$token"
 } >"$config"
-if output="$("$kvmha" serve --check-config --config "$config" 2>&1)" && grep -q '^configuration OK' <<<"$output"; then
-    pass "installed kvmha serve --check-config accepts the packaged config with a pool: $output"
+if output="$("$kvmha" serve --check-config --config "$config" 2>&1)" &&
+    [ "$(grep -c . <<<"$output")" -eq 1 ] && grep -q '^configuration OK' <<<"$output"; then
+    pass "installed kvmha serve --check-config accepts the packaged config with a pool, and the token: $output"
 else
     fail "kvmha serve --check-config" "$output"
 fi
