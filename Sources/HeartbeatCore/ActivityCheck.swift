@@ -60,7 +60,9 @@ public struct ActivityMemo: Hashable, Sendable, CustomStringConvertible {
         }
         var latest: Int64?
         if !fields[1].isEmpty {
-            guard let value = decimal(fields[1]) else { return .failure(.malformed(CloudStackHeartbeat.printable(bytes))) }
+            guard let value = decimal(fields[1]) else {
+                return .failure(.malformed(CloudStackHeartbeat.printable(bytes)))
+            }
             latest = value
         }
         return .success(ActivityMemo(suspectTime: suspect, latestMtime: latest, checkerTime: checker))
@@ -68,7 +70,9 @@ public struct ActivityMemo: Hashable, Sendable, CustomStringConvertible {
 
     /// Digits only (at most 18, so no overflow); what `date +%s` and `stat -c %Y` print.
     static func decimal(_ text: Substring) -> Int64? {
-        guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            return nil
+        }
         return Int64(text)
     }
 }
@@ -136,7 +140,11 @@ public struct ActivityInput: Hashable, Sendable {
     public var storage: ActivityStorage
 
     public init(
-        suspectTime: Int64, checkerTime: Int64, now: Int64, liveness: Liveness?, storage: ActivityStorage
+        suspectTime: Int64,
+        checkerTime: Int64,
+        now: Int64,
+        liveness: Liveness?,
+        storage: ActivityStorage
     ) {
         self.suspectTime = suspectTime
         self.checkerTime = checkerTime
@@ -218,8 +226,13 @@ public struct ActivityResult: Hashable, Sendable {
     public var memoToWrite: ActivityMemo?
 
     public init(
-        activity: Activity, reason: ActivityReason, heartbeatAgeSeconds: Int64? = nil, newestMtime: Int64? = nil,
-        comparedWith: Int64? = nil, previousMemo: ActivityMemo? = nil, memoToWrite: ActivityMemo? = nil
+        activity: Activity,
+        reason: ActivityReason,
+        heartbeatAgeSeconds: Int64? = nil,
+        newestMtime: Int64? = nil,
+        comparedWith: Int64? = nil,
+        previousMemo: ActivityMemo? = nil,
+        memoToWrite: ActivityMemo? = nil
     ) {
         self.activity = activity
         self.reason = reason
@@ -282,7 +295,10 @@ public enum ActivityCheck {
         if volumes.isEmpty {
             if let heartbeatProblem {
                 return ActivityResult(
-                    activity: .unknown, reason: .heartbeatUnreadable(heartbeatProblem), heartbeatAgeSeconds: heartbeatAge)
+                    activity: .unknown,
+                    reason: .heartbeatUnreadable(heartbeatProblem),
+                    heartbeatAgeSeconds: heartbeatAge
+                )
             }
             return ActivityResult(activity: .inactive, reason: .emptyVolumeList, heartbeatAgeSeconds: heartbeatAge)
         }
@@ -313,14 +329,22 @@ public enum ActivityCheck {
             sincePrevious = false
         }
         let written = newest.map { $0 > threshold } ?? false
-        let memoToWrite = ActivityMemo(suspectTime: input.suspectTime, latestMtime: newest, checkerTime: input.checkerTime)
+        let memoToWrite = ActivityMemo(
+            suspectTime: input.suspectTime,
+            latestMtime: newest,
+            checkerTime: input.checkerTime
+        )
         var result = ActivityResult(
             activity: written ? .active : .inactive,
             reason: sincePrevious
                 ? (written ? .writtenSincePreviousCheck : .notWrittenSincePreviousCheck)
                 : (written ? .writtenSinceSuspectTime : .notWrittenSinceSuspectTime),
-            heartbeatAgeSeconds: heartbeatAge, newestMtime: newest, comparedWith: threshold, previousMemo: previous,
-            memoToWrite: memoToWrite)
+            heartbeatAgeSeconds: heartbeatAge,
+            newestMtime: newest,
+            comparedWith: threshold,
+            previousMemo: previous,
+            memoToWrite: memoToWrite
+        )
 
         // Differs (2): activity seen stands; its absence proves nothing while something could not be read.
         if let memoProblem {

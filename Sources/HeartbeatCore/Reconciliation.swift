@@ -100,7 +100,11 @@ public struct Mismatch: Hashable, Sendable {
     public var elsewhere: [VMSighting]
 
     public init(
-        kind: MismatchKind, uuid: String?, name: String?, believed: BelievedState?, stateOnHost: VMPowerState?,
+        kind: MismatchKind,
+        uuid: String?,
+        name: String?,
+        believed: BelievedState?,
+        stateOnHost: VMPowerState?,
         elsewhere: [VMSighting]
     ) {
         self.kind = kind
@@ -146,7 +150,12 @@ public enum Reconciliation {
             let runningHere = targetTrusted && onHost?.state.isActive == true
             let found = sortedOthers.flatMap { other in other.vms.filter(belief.matches).map { (other, $0) } }
             let elsewhere = found.map { other, vm in
-                VMSighting(host: other.host, hostLiveness: other.liveness, state: vm.state, confirmedAtMs: other.confirmedAtMs)
+                VMSighting(
+                    host: other.host,
+                    hostLiveness: other.liveness,
+                    state: vm.state,
+                    confirmedAtMs: other.confirmedAtMs
+                )
             }
             let runningElsewhere = elsewhere.contains(where: \.isRunning)
 
@@ -170,9 +179,14 @@ public enum Reconciliation {
             }
             mismatches.append(
                 Mismatch(
-                    kind: kind, uuid: belief.uuid ?? onHost?.uuid ?? found.first?.1.uuid,
-                    name: belief.name ?? onHost?.name ?? found.first?.1.name, believed: belief.state, stateOnHost: onHost?.state,
-                    elsewhere: elsewhere))
+                    kind: kind,
+                    uuid: belief.uuid ?? onHost?.uuid ?? found.first?.1.uuid,
+                    name: belief.name ?? onHost?.name ?? found.first?.1.name,
+                    believed: belief.state,
+                    stateOnHost: onHost?.state,
+                    elsewhere: elsewhere
+                )
+            )
         }
 
         if targetTrusted {
@@ -182,13 +196,24 @@ public enum Reconciliation {
             for vm in unknown {
                 let elsewhere = sortedOthers.flatMap { other in
                     other.vms.filter { $0.uuid.lowercased() == vm.uuid.lowercased() }.map {
-                        VMSighting(host: other.host, hostLiveness: other.liveness, state: $0.state, confirmedAtMs: other.confirmedAtMs)
+                        VMSighting(
+                            host: other.host,
+                            hostLiveness: other.liveness,
+                            state: $0.state,
+                            confirmedAtMs: other.confirmedAtMs
+                        )
                     }
                 }
                 mismatches.append(
                     Mismatch(
-                        kind: .unknownToManager, uuid: vm.uuid, name: vm.name, believed: nil, stateOnHost: vm.state,
-                        elsewhere: elsewhere))
+                        kind: .unknownToManager,
+                        uuid: vm.uuid,
+                        name: vm.name,
+                        believed: nil,
+                        stateOnHost: vm.state,
+                        elsewhere: elsewhere
+                    )
+                )
             }
         }
         return ReconciliationResult(mismatches: mismatches, matched: matched)

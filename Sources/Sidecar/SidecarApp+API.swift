@@ -5,8 +5,13 @@ extension SidecarApp {
     /// The daemon's HTTP API over its pool set, peer monitor and libvirt watcher, or nil (logged) when the
     /// token file does not exist. Throws, naming the file, when the token or TLS files are unusable.
     static func makeAPIService(
-        settings: SidecarSettings, identity: HostIdentity, pools: PoolSet, monitor: PeerMonitor, watcher: DomainWatcher,
-        metrics: APIMetrics, logger: Logger
+        settings: SidecarSettings,
+        identity: HostIdentity,
+        pools: PoolSet,
+        monitor: PeerMonitor,
+        watcher: DomainWatcher,
+        metrics: APIMetrics,
+        logger: Logger
     ) throws(APIStartError) -> APIService? {
         guard let token = try APIToken.loadIfPresent(path: settings.api.tokenFile) else {
             logger.error(
@@ -15,8 +20,14 @@ extension SidecarApp {
             return nil
         }
         let dependencies = APIDependencies(
-            identity: identity, pools: pools, monitor: monitor, token: token, metrics: metrics,
-            localVMs: { watcher.inventory() }, libvirt: { LibvirtStatus(watcher) })
+            identity: identity,
+            pools: pools,
+            monitor: monitor,
+            token: token,
+            metrics: metrics,
+            localVMs: { watcher.inventory() },
+            libvirt: { LibvirtStatus(watcher) }
+        )
         return try buildAPIService(settings: settings.api, dependencies: dependencies, logger: logger)
     }
 }

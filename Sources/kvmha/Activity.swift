@@ -6,7 +6,8 @@ import Sidecar
 struct ActivityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "activity",
-        abstract: "Check whether a suspect host's VMs still write to their disks on a pool (CloudStack's VM activity check).",
+        abstract:
+            "Check whether a suspect host's VMs still write to their disks on a pool (CloudStack's VM activity check).",
         discussion: """
             Asks the local daemon (POST /v1/peers/IP/activity), which reads the host's heartbeat file, the \
             volumes' mtimes and the memo KVMHA/ac-IP on the pool, and rewrites the memo in CloudStack's format. \
@@ -17,10 +18,14 @@ struct ActivityCommand: AsyncParsableCommand {
 
     @Argument(help: "The suspect host's private IP.") var host: String
     @Option(name: .long, help: "The pool's id (CloudStack's pool UUID).") var pool: String
-    @Option(name: .long, help: "Volume file names in the pool's root, comma-separated (CloudStack's -u).") var volumes = ""
+    @Option(name: .long, help: "Volume file names in the pool's root, comma-separated (CloudStack's -u).") var volumes =
+        ""
     @Option(name: .customLong("suspect-time"), help: "When the host became suspect, Unix seconds (CloudStack's -d).")
     var suspectTime: Int64
-    @Option(name: .customLong("checker-time"), help: "The checker's time written into the memo, Unix seconds (CloudStack's -t; default: the daemon's clock).")
+    @Option(
+        name: .customLong("checker-time"),
+        help: "The checker's time written into the memo, Unix seconds (CloudStack's -t; default: the daemon's clock)."
+    )
     var checkerTime: Int64?
     @OptionGroup var daemon: DaemonOptions
     @Flag(name: .long, help: "Print the daemon's JSON answer.") var json = false
@@ -33,7 +38,9 @@ struct ActivityCommand: AsyncParsableCommand {
         for volume in volumeList where !ActivityCheck.isValidVolumeName(volume) {
             throw ValidationError("--volumes: '\(volume)' is not a plain file name")
         }
-        guard suspectTime >= 0, (checkerTime ?? 0) >= 0 else { throw ValidationError("times are Unix seconds (not negative)") }
+        guard suspectTime >= 0, (checkerTime ?? 0) >= 0 else {
+            throw ValidationError("times are Unix seconds (not negative)")
+        }
     }
 
     func run() async throws {
@@ -44,7 +51,10 @@ struct ActivityCommand: AsyncParsableCommand {
             var checkerTime: Int64?
         }
         let body = Array(
-            try JSONEncoder().encode(Body(pool: pool, volumes: volumeList, suspectTime: suspectTime, checkerTime: checkerTime)))
+            try JSONEncoder().encode(
+                Body(pool: pool, volumes: volumeList, suspectTime: suspectTime, checkerTime: checkerTime)
+            )
+        )
         let path = "/v1/peers/\(HostAddress(host)!)/activity"
         let answer = try await DaemonClient.with(daemon) { client throws(DaemonError) in
             try await client.request("POST", path, body: body, as: APIActivity.self)!
@@ -58,9 +68,11 @@ struct ActivityCommand: AsyncParsableCommand {
             "host \(answer.host) on pool \(answer.pool): \(answer.activity.uppercased()) — \(answer.reason)",
             "our verdict: \(answer.hostVerdict ?? "never seen"); heartbeat age: "
                 + (answer.heartbeatAgeSeconds.map { "\($0)s" } ?? "-") + "; newest volume mtime: "
-                + (answer.newestVolumeMtime.map(String.init) ?? "-") + "; compared with: " + (answer.comparedWith.map(String.init) ?? "-"),
+                + (answer.newestVolumeMtime.map(String.init) ?? "-") + "; compared with: "
+                + (answer.comparedWith.map(String.init) ?? "-"),
             "memo: \(answer.previousMemo ?? "none") → "
-                + (answer.memo.map { answer.memoWritten ? $0 : "\($0) (not written: \(answer.memoError ?? "-"))" } ?? "not written"),
+                + (answer.memo.map { answer.memoWritten ? $0 : "\($0) (not written: \(answer.memoError ?? "-"))" }
+                    ?? "not written"),
         ]
         let rows = answer.volumes.map { [$0.name, $0.status, $0.mtime.map(String.init) ?? "-", $0.error ?? ""] }
         if !rows.isEmpty { lines += TextTable.render(header: ["VOLUME", "STATUS", "MTIME", "ERROR"], rows: rows) }

@@ -12,7 +12,9 @@ extension CheckHost {
         }
         guard let report else {
             if json {
-                print(DaemonOutput.json(["host": peer.description, "verdict": "unknown", "reasonCode": "unknown-peer"]))
+                print(
+                    DaemonOutput.json(["host": peer.description, "verdict": "unknown", "reasonCode": "unknown-peer"])
+                )
             } else {
                 print("host \(peer): UNKNOWN — the daemon has never seen a record of it on any pool")
             }
@@ -28,11 +30,16 @@ extension CheckHost {
             let verdict = pool.verdict
             return [
                 pool.pool, verdict.verdict, verdict.sequence.map(String.init) ?? "-",
-                DaemonOutput.seconds(verdict.secondsSinceChange), DaemonOutput.seconds(verdict.wallClockAgeSeconds), verdict.reason,
+                DaemonOutput.seconds(verdict.secondsSinceChange), DaemonOutput.seconds(verdict.wallClockAgeSeconds),
+                verdict.reason,
             ]
         }
         lines.append(
-            contentsOf: TextTable.render(header: ["POOL", "VERDICT", "SEQUENCE", "SINCE-CHANGE", "WALL-AGE", "REASON"], rows: rows))
+            contentsOf: TextTable.render(
+                header: ["POOL", "VERDICT", "SEQUENCE", "SINCE-CHANGE", "WALL-AGE", "REASON"],
+                rows: rows
+            )
+        )
         return lines.joined(separator: "\n")
     }
 }

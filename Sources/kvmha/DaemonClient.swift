@@ -15,15 +15,27 @@ extension ExitStatus {
 /// How to reach the local daemon's API: flags first, then the daemon's own config (address, port, token
 /// file, TLS files), so on a host `kvmha status` needs no flags at all.
 struct DaemonOptions: ParsableArguments {
-    @Option(name: .long, help: "The daemon's API, e.g. https://10.0.0.5:7733 (default: apiAddress/apiPort of the config).")
+    @Option(
+        name: .long,
+        help: "The daemon's API, e.g. https://10.0.0.5:7733 (default: apiAddress/apiPort of the config)."
+    )
     var server: String?
-    @Option(name: .customLong("token-file"), help: "File holding the API's bearer token (default: apiTokenFile of the config).")
+    @Option(
+        name: .customLong("token-file"),
+        help: "File holding the API's bearer token (default: apiTokenFile of the config)."
+    )
     var tokenFile: String?
-    @Option(name: .long, help: "Config file (YAML) to read the API settings from (default \(ConfigLoader.defaultPath) when it exists).")
+    @Option(
+        name: .long,
+        help: "Config file (YAML) to read the API settings from (default \(ConfigLoader.defaultPath) when it exists)."
+    )
     var config: String?
     @Option(name: .long, help: "CA bundle (PEM) that signed the daemon's certificate (default: tlsCA of the config).")
     var ca: String?
-    @Option(name: .long, help: "Client certificate (PEM) when the daemon requires one (default: tlsCertificate of the config).")
+    @Option(
+        name: .long,
+        help: "Client certificate (PEM) when the daemon requires one (default: tlsCertificate of the config)."
+    )
     var cert: String?
     @Option(name: .long, help: "Client key (PEM) for --cert (default: tlsKey of the config).") var key: String?
     @Option(name: .long, help: "Give up on the daemon after this long.") var timeout = "10s"
@@ -65,7 +77,11 @@ struct DaemonClient {
     static func open(_ options: DaemonOptions) throws(DaemonError) -> DaemonClient {
         let settings: SidecarSettings
         do {
-            settings = try ConfigLoader.load(path: options.config, environment: ProcessInfo.processInfo.environment, overrides: [:])
+            settings = try ConfigLoader.load(
+                path: options.config,
+                environment: ProcessInfo.processInfo.environment,
+                overrides: [:]
+            )
         } catch {
             throw DaemonError(description: error.description, exitCode: ExitStatus.config)
         }
@@ -76,7 +92,8 @@ struct DaemonClient {
         } else {
             // A daemon listening on every interface is reached through loopback.
             let host = api.address == HostAddress(0, 0, 0, 0) ? "127.0.0.1" : api.address.description
-            baseURL = "\(api.usesTLS ? "https" : "http")://\(host):\(api.port == 0 ? APISettings.defaultPort : api.port)"
+            baseURL =
+                "\(api.usesTLS ? "https" : "http")://\(host):\(api.port == 0 ? APISettings.defaultPort : api.port)"
         }
         let token: String
         do {
@@ -92,13 +109,17 @@ struct DaemonClient {
                 configuration.tlsConfiguration = try APITLS.clientConfiguration(
                     caFile: options.ca ?? api.tlsCA,
                     certificateFile: options.cert ?? (useOwnCertificate ? api.tlsCertificate : nil),
-                    keyFile: options.key ?? (useOwnCertificate ? api.tlsKey : nil))
+                    keyFile: options.key ?? (useOwnCertificate ? api.tlsKey : nil)
+                )
             } catch {
                 throw DaemonError(description: error.description, exitCode: ExitStatus.config)
             }
         }
         let timeout = DurationText.parse(options.timeout)!
-        configuration.timeout = .init(connect: .milliseconds(Int64(timeout.seconds * 1000)), read: .milliseconds(Int64(timeout.seconds * 1000)))
+        configuration.timeout = .init(
+            connect: .milliseconds(Int64(timeout.seconds * 1000)),
+            read: .milliseconds(Int64(timeout.seconds * 1000))
+        )
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         return DaemonClient(baseURL: baseURL, token: token, client: client, timeout: timeout)
     }
@@ -110,7 +131,11 @@ struct DaemonClient {
     /// Sends one request and decodes a 2xx answer as `T`; any other answer becomes a `DaemonError` (a
     /// documented error body gives its message; 404s listed in `notFoundAs` are returned as nil instead).
     func request<T: Decodable>(
-        _ method: String, _ path: String, body: [UInt8]? = nil, as type: T.Type, notFound: Set<String> = []
+        _ method: String,
+        _ path: String,
+        body: [UInt8]? = nil,
+        as type: T.Type,
+        notFound: Set<String> = []
     ) async throws(DaemonError) -> T? {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
@@ -131,10 +156,14 @@ struct DaemonClient {
             let refusedByTLS = text.contains("handshake") || text.contains("certificate") || text.contains("SSL")
             throw DaemonError(
                 description: "cannot reach the kvmha daemon at \(baseURL): \(text)",
-                exitCode: refusedByTLS ? ExitStatus.permission : ExitStatus.unavailable)
+                exitCode: refusedByTLS ? ExitStatus.permission : ExitStatus.unavailable
+            )
         }
         if status == 401 {
-            throw DaemonError(description: "the daemon at \(baseURL) refused the API token (401)", exitCode: ExitStatus.permission)
+            throw DaemonError(
+                description: "the daemon at \(baseURL) refused the API token (401)",
+                exitCode: ExitStatus.permission
+            )
         }
         let decoder = JSONDecoder()
         guard (200..<300).contains(status) else {
@@ -142,19 +171,27 @@ struct DaemonClient {
                 if status == 404 && notFound.contains(error.error) { return nil }
                 throw DaemonError(
                     description: "the daemon answered \(status): \(error.message)",
-                    exitCode: status == 400 || status == 404 || status == 413 ? ExitStatus.usage : ExitStatus.protocolError)
+                    exitCode: status == 400 || status == 404 || status == 413
+                        ? ExitStatus.usage : ExitStatus.protocolError
+                )
             }
             throw DaemonError(description: "the daemon answered \(status)", exitCode: ExitStatus.protocolError)
         }
         do {
             return try decoder.decode(T.self, from: Data(bytes))
         } catch {
-            throw DaemonError(description: "the daemon's answer is not what this client expects: \(error)", exitCode: ExitStatus.protocolError)
+            throw DaemonError(
+                description: "the daemon's answer is not what this client expects: \(error)",
+                exitCode: ExitStatus.protocolError
+            )
         }
     }
 
     /// Runs `body` with a client, closing it on every path; prints a `DaemonError` and exits with its code.
-    static func with<T>(_ options: DaemonOptions, _ body: (DaemonClient) async throws(DaemonError) -> T) async throws -> T {
+    static func with<T>(
+        _ options: DaemonOptions,
+        _ body: (DaemonClient) async throws(DaemonError) -> T
+    ) async throws -> T {
         let client: DaemonClient
         do {
             client = try open(options)

@@ -14,10 +14,18 @@ enum DaemonVMs {
         if !answer.libvirt.connected {
             printError(
                 "the daemon's libvirt connection is down since \(DaemonOutput.time(answer.libvirt.sinceMs)) "
-                    + "(\(answer.libvirt.lastError ?? "-")): this is the list known then")
+                    + "(\(answer.libvirt.lastError ?? "-")): this is the list known then"
+            )
         }
         let vms = answer.vms.map {
-            LocalVM(uuid: $0.uuid, name: $0.name, id: nil, state: VMPowerState(rawValue: $0.state), reason: $0.reason, sinceMs: $0.sinceMs)
+            LocalVM(
+                uuid: $0.uuid,
+                name: $0.name,
+                id: nil,
+                state: VMPowerState(rawValue: $0.state),
+                reason: $0.reason,
+                sinceMs: $0.sinceMs
+            )
         }
         Swift.print(json ? JSONOutput.encode(vms) : Vms.table(vms))
     }

@@ -25,11 +25,15 @@ struct Peers: AsyncParsableCommand {
         let rows = list.peers.map { peer -> [String] in
             [
                 peer.host, peer.overall.verdict, peer.overall.sequence.map(String.init) ?? "-",
-                DaemonOutput.seconds(peer.overall.secondsSinceChange), DaemonOutput.seconds(peer.overall.wallClockAgeSeconds),
+                DaemonOutput.seconds(peer.overall.secondsSinceChange),
+                DaemonOutput.seconds(peer.overall.wallClockAgeSeconds),
                 peer.overall.reason,
             ]
         }
-        let table = TextTable.render(header: ["HOST", "VERDICT", "SEQUENCE", "SINCE-CHANGE", "WALL-AGE", "REASON"], rows: rows)
+        let table = TextTable.render(
+            header: ["HOST", "VERDICT", "SEQUENCE", "SINCE-CHANGE", "WALL-AGE", "REASON"],
+            rows: rows
+        )
         return (["peers seen by \(list.checker): \(list.peers.count)"] + table).joined(separator: "\n")
     }
 }

@@ -36,11 +36,15 @@ struct Status: AsyncParsableCommand {
         let rows = health.pools.map { pool -> [String] in
             [
                 pool.pool, pool.reachable ? "reachable" : "UNREACHABLE", DaemonOutput.time(pool.lastGoodBeatMs),
-                "\(pool.beatsOK)/\(pool.beatsFailed)", pool.ioStuckSeconds.map { "stuck \(DaemonOutput.seconds($0))" } ?? "-",
+                "\(pool.beatsOK)/\(pool.beatsFailed)",
+                pool.ioStuckSeconds.map { "stuck \(DaemonOutput.seconds($0))" } ?? "-",
                 pool.lastError ?? "-",
             ]
         }
-        lines += TextTable.render(header: ["POOL", "STATE", "LAST-GOOD-BEAT", "OK/FAILED", "IO", "LAST-ERROR"], rows: rows)
+        lines += TextTable.render(
+            header: ["POOL", "STATE", "LAST-GOOD-BEAT", "OK/FAILED", "IO", "LAST-ERROR"],
+            rows: rows
+        )
         if health.pools.isEmpty { lines.append("no pools yet") }
         return lines.joined(separator: "\n")
     }

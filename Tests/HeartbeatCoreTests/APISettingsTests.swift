@@ -4,7 +4,10 @@ import Testing
 /// The API's keys: defaults, values, and errors that name the key.
 @Suite("APISettings")
 struct APISettingsTests {
-    static func resolve(_ file: [String: String] = [:], env: [String: String] = [:]) -> Result<SidecarSettings, ConfigError> {
+    static func resolve(
+        _ file: [String: String] = [:],
+        env: [String: String] = [:]
+    ) -> Result<SidecarSettings, ConfigError> {
         let root = ConfigNode.map(file.mapValues { .scalar($0) })
         return Result { () throws(ConfigError) in
             try SettingsResolver().resolve(file: ("sidecar.yaml", root), environment: env, overrides: [:])
@@ -31,7 +34,8 @@ struct APISettingsTests {
 
     @Test func aLaterLayerCanSwitchTLSOff() throws {
         let api = try Self.resolve(
-            ["tlsCertificate": "/c.pem", "tlsKey": "/k.pem"], env: ["KVMHA_TLS_CERTIFICATE": "", "KVMHA_TLS_KEY": " "]
+            ["tlsCertificate": "/c.pem", "tlsKey": "/k.pem"],
+            env: ["KVMHA_TLS_CERTIFICATE": "", "KVMHA_TLS_KEY": " "]
         ).get().api
         #expect(!api.usesTLS)
     }

@@ -34,69 +34,142 @@ struct ReconciliationTests {
         Case(name: "running, running here: match", belief: .running, onHost: .running, kind: nil),
         Case(name: "running, paused here (still holds its disks): match", belief: .running, onHost: .paused, kind: nil),
         Case(
-            name: "running, running here and on a live host: several", belief: .running, onHost: .running,
-            elsewhere: [(peerB, .alive, .running)], kind: .runningOnSeveralHosts),
+            name: "running, running here and on a live host: several",
+            belief: .running,
+            onHost: .running,
+            elsewhere: [(peerB, .alive, .running)],
+            kind: .runningOnSeveralHosts
+        ),
         Case(
-            name: "running, running here and on a host whose verdict is unknown: several", belief: .running,
-            onHost: .running, elsewhere: [(peerB, .unknown, .running)], kind: .runningOnSeveralHosts),
+            name: "running, running here and on a host whose verdict is unknown: several",
+            belief: .running,
+            onHost: .running,
+            elsewhere: [(peerB, .unknown, .running)],
+            kind: .runningOnSeveralHosts
+        ),
         Case(
-            name: "running, running here and in a dead host's last list: match", belief: .running, onHost: .running,
-            elsewhere: [(peerB, .dead, .running)], kind: nil),
+            name: "running, running here and in a dead host's last list: match",
+            belief: .running,
+            onHost: .running,
+            elsewhere: [(peerB, .dead, .running)],
+            kind: nil
+        ),
         Case(
-            name: "running, shut off here, running on another host", belief: .running, onHost: .shutoff,
-            elsewhere: [(peerB, .alive, .running)], kind: .runningOnAnotherHost),
+            name: "running, shut off here, running on another host",
+            belief: .running,
+            onHost: .shutoff,
+            elsewhere: [(peerB, .alive, .running)],
+            kind: .runningOnAnotherHost
+        ),
         Case(
-            name: "running, not here, running on another host", belief: .running, onHost: nil,
-            elsewhere: [(peerC, .unknown, .running)], kind: .runningOnAnotherHost),
+            name: "running, not here, running on another host",
+            belief: .running,
+            onHost: nil,
+            elsewhere: [(peerC, .unknown, .running)],
+            kind: .runningOnAnotherHost
+        ),
         Case(name: "running, shut off here", belief: .running, onHost: .shutoff, kind: .shutOff),
         Case(name: "running, crashed here", belief: .running, onHost: .crashed, kind: .shutOff),
         Case(
-            name: "running, shut off here and elsewhere", belief: .running, onHost: .shutoff,
-            elsewhere: [(peerB, .alive, .shutoff)], kind: .shutOff),
+            name: "running, shut off here and elsewhere",
+            belief: .running,
+            onHost: .shutoff,
+            elsewhere: [(peerB, .alive, .shutoff)],
+            kind: .shutOff
+        ),
         Case(name: "running, missing everywhere", belief: .running, onHost: nil, kind: .missing),
         Case(
-            name: "running, not here, shut off elsewhere: missing (runs nowhere)", belief: .running, onHost: nil,
-            elsewhere: [(peerB, .alive, .shutoff)], kind: .missing),
+            name: "running, not here, shut off elsewhere: missing (runs nowhere)",
+            belief: .running,
+            onHost: nil,
+            elsewhere: [(peerB, .alive, .shutoff)],
+            kind: .missing
+        ),
         Case(
-            name: "running, not here, only in a dead host's list: missing", belief: .running, onHost: nil,
-            elsewhere: [(peerB, .dead, .running)], kind: .missing),
+            name: "running, not here, only in a dead host's list: missing",
+            belief: .running,
+            onHost: nil,
+            elsewhere: [(peerB, .dead, .running)],
+            kind: .missing
+        ),
         Case(
-            name: "running on a dead host (its last list says running)", belief: .running, onHost: .running,
-            hostLiveness: .dead, kind: .hostDead),
+            name: "running on a dead host (its last list says running)",
+            belief: .running,
+            onHost: .running,
+            hostLiveness: .dead,
+            kind: .hostDead
+        ),
         Case(
-            name: "running on a dead host that did not even list it", belief: .running, onHost: nil, hostLiveness: .dead,
-            kind: .hostDead),
+            name: "running on a dead host that did not even list it",
+            belief: .running,
+            onHost: nil,
+            hostLiveness: .dead,
+            kind: .hostDead
+        ),
         Case(
-            name: "running on a dead host, now running on a live one", belief: .running, onHost: .running,
-            hostLiveness: .dead, elsewhere: [(peerB, .alive, .running)], kind: .runningOnAnotherHost),
+            name: "running on a dead host, now running on a live one",
+            belief: .running,
+            onHost: .running,
+            hostLiveness: .dead,
+            elsewhere: [(peerB, .alive, .running)],
+            kind: .runningOnAnotherHost
+        ),
         Case(
-            name: "running on a host whose verdict is unknown: its last list counts", belief: .running, onHost: .running,
-            hostLiveness: .unknown, kind: nil),
+            name: "running on a host whose verdict is unknown: its last list counts",
+            belief: .running,
+            onHost: .running,
+            hostLiveness: .unknown,
+            kind: nil
+        ),
         // Believed stopped.
         Case(name: "stopped, shut off here: match", belief: .stopped, onHost: .shutoff, kind: nil),
         Case(name: "stopped, not here: match", belief: .stopped, onHost: nil, kind: nil),
         Case(name: "stopped, running here", belief: .stopped, onHost: .running, kind: .believedStoppedButRunning),
         Case(
-            name: "stopped, running here and on another host", belief: .stopped, onHost: .running,
-            elsewhere: [(peerB, .alive, .running)], kind: .runningOnSeveralHosts),
+            name: "stopped, running here and on another host",
+            belief: .stopped,
+            onHost: .running,
+            elsewhere: [(peerB, .alive, .running)],
+            kind: .runningOnSeveralHosts
+        ),
         Case(
-            name: "stopped, running on another host", belief: .stopped, onHost: .shutoff,
-            elsewhere: [(peerB, .alive, .running)], kind: .runningOnAnotherHost),
+            name: "stopped, running on another host",
+            belief: .stopped,
+            onHost: .shutoff,
+            elsewhere: [(peerB, .alive, .running)],
+            kind: .runningOnAnotherHost
+        ),
         Case(
-            name: "stopped, only in a dead host's list elsewhere: match", belief: .stopped, onHost: nil,
-            elsewhere: [(peerB, .dead, .running)], kind: nil),
+            name: "stopped, only in a dead host's list elsewhere: match",
+            belief: .stopped,
+            onHost: nil,
+            elsewhere: [(peerB, .dead, .running)],
+            kind: nil
+        ),
         Case(
-            name: "stopped on a dead host that listed it running: match (a dead host runs nothing)", belief: .stopped,
-            onHost: .running, hostLiveness: .dead, kind: nil),
+            name: "stopped on a dead host that listed it running: match (a dead host runs nothing)",
+            belief: .stopped,
+            onHost: .running,
+            hostLiveness: .dead,
+            kind: nil
+        ),
         // Not mentioned by the manager.
         Case(name: "not believed, running here", belief: nil, onHost: .running, kind: .unknownToManager),
         Case(
-            name: "not believed, running here and elsewhere", belief: nil, onHost: .running,
-            elsewhere: [(peerB, .alive, .running)], kind: .unknownToManager),
+            name: "not believed, running here and elsewhere",
+            belief: nil,
+            onHost: .running,
+            elsewhere: [(peerB, .alive, .running)],
+            kind: .unknownToManager
+        ),
         Case(name: "not believed, shut off here: nothing to say", belief: nil, onHost: .shutoff, kind: nil),
         Case(
-            name: "not believed, running in a dead host's last list: nothing to say", belief: nil, onHost: .running,
-            hostLiveness: .dead, kind: nil),
+            name: "not believed, running in a dead host's last list: nothing to say",
+            belief: nil,
+            onHost: .running,
+            hostLiveness: .dead,
+            kind: nil
+        ),
     ]
 
     @Test(arguments: cases)
@@ -135,7 +208,10 @@ struct ReconciliationTests {
     @Test func matchesByNameWhenNoUUIDIsGiven() {
         let target = Self.host(Self.here, .alive, [Self.vm("i-2-10-VM", .running, uuid: "AAAA")])
         let result = Reconciliation.reconcile(
-            target: target, others: [], believed: [BelievedVM(name: "i-2-10-VM", state: .stopped)])
+            target: target,
+            others: [],
+            believed: [BelievedVM(name: "i-2-10-VM", state: .stopped)]
+        )
         #expect(result.mismatches.map(\.kind) == [.believedStoppedButRunning])
         // The UUID comes from the host's entry.
         #expect(result.mismatches.first?.uuid == "AAAA")
@@ -143,7 +219,11 @@ struct ReconciliationTests {
 
     @Test func matchesUUIDsInAnyLetterCase() {
         let target = Self.host(Self.here, .alive, [Self.vm("v", .running, uuid: "5F0C-AB")])
-        let result = Reconciliation.reconcile(target: target, others: [], believed: [BelievedVM(uuid: "5f0c-ab", state: .running)])
+        let result = Reconciliation.reconcile(
+            target: target,
+            others: [],
+            believed: [BelievedVM(uuid: "5f0c-ab", state: .running)]
+        )
         #expect(result.mismatches.isEmpty)
         #expect(result.matched == 1)
     }
@@ -152,7 +232,10 @@ struct ReconciliationTests {
         // Same name, other UUID: not the same VM.
         let target = Self.host(Self.here, .alive, [Self.vm("v", .running, uuid: "other")])
         let result = Reconciliation.reconcile(
-            target: target, others: [], believed: [BelievedVM(uuid: "mine", name: "v", state: .running)])
+            target: target,
+            others: [],
+            believed: [BelievedVM(uuid: "mine", name: "v", state: .running)]
+        )
         #expect(result.mismatches.map(\.kind) == [.missing, .unknownToManager])
         #expect(result.mismatches.map(\.uuid) == ["mine", "other"])
     }
@@ -166,23 +249,36 @@ struct ReconciliationTests {
     @Test func theTargetAmongTheOthersIsIgnored() {
         let target = Self.host(Self.here, .alive, [Self.vm("v", .running)])
         let result = Reconciliation.reconcile(
-            target: target, others: [target, Self.host(Self.peerB, .alive, [])],
-            believed: [BelievedVM(uuid: "uuid-v", state: .running)])
+            target: target,
+            others: [target, Self.host(Self.peerB, .alive, [])],
+            believed: [BelievedVM(uuid: "uuid-v", state: .running)]
+        )
         #expect(result.mismatches.isEmpty)
     }
 
     @Test func ordersManagerEntriesAsGivenThenUnknownVMsByName() {
         let target = Self.host(
-            Self.here, .alive,
-            [Self.vm("zeta", .running), Self.vm("alpha", .running), Self.vm("b", .shutoff), Self.vm("a", .running)])
-        let others = [Self.host(Self.peerC, .alive, [Self.vm("c", .running)]), Self.host(Self.peerB, .alive, [Self.vm("c", .running)])]
+            Self.here,
+            .alive,
+            [Self.vm("zeta", .running), Self.vm("alpha", .running), Self.vm("b", .shutoff), Self.vm("a", .running)]
+        )
+        let others = [
+            Self.host(Self.peerC, .alive, [Self.vm("c", .running)]),
+            Self.host(Self.peerB, .alive, [Self.vm("c", .running)]),
+        ]
         let result = Reconciliation.reconcile(
-            target: target, others: others,
+            target: target,
+            others: others,
             believed: [
                 BelievedVM(uuid: "uuid-b", state: .running), BelievedVM(uuid: "uuid-a", state: .running),
                 BelievedVM(uuid: "uuid-c", state: .running), BelievedVM(uuid: "uuid-gone", state: .running),
-            ])
-        #expect(result.mismatches.map(\.kind) == [.shutOff, .runningOnAnotherHost, .missing, .unknownToManager, .unknownToManager])
+            ]
+        )
+        #expect(
+            result.mismatches.map(\.kind) == [
+                .shutOff, .runningOnAnotherHost, .missing, .unknownToManager, .unknownToManager,
+            ]
+        )
         #expect(result.mismatches.map(\.name) == ["b", "c", nil, "alpha", "zeta"])
         // Sightings by host address.
         #expect(result.mismatches[1].elsewhere.map(\.host) == [Self.peerB, Self.peerC])

@@ -18,7 +18,9 @@ struct APIActivityProcessTests {
         let path = pool.appending(name).path
         if access(path, F_OK) != 0 { try Data("disk".utf8).write(to: URL(fileURLWithPath: path)) }
         var times = [timeval(tv_sec: Int(seconds), tv_usec: 0), timeval(tv_sec: Int(seconds), tv_usec: 0)]
-        guard utimes(path, &times) == 0 else { throw HarnessError("utimes \(path): \(String(cString: strerror(errno)))") }
+        guard utimes(path, &times) == 0 else {
+            throw HarnessError("utimes \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     static func write(_ pool: TempDir, _ name: String, _ text: String) throws {
@@ -28,17 +30,24 @@ struct APIActivityProcessTests {
     }
 
     static func memo(_ pool: TempDir) -> String? {
-        FileManager.default.contents(atPath: pool.appending("KVMHA/ac-\(suspect)").path).map { String(decoding: $0, as: UTF8.self) }
+        FileManager.default.contents(atPath: pool.appending("KVMHA/ac-\(suspect)").path).map {
+            String(decoding: $0, as: UTF8.self)
+        }
     }
 
-    @Test("activity: mtimes against the suspect time and the previous check; the ac- file round trip with CloudStack's format")
+    @Test(
+        "activity: mtimes against the suspect time and the previous check; the ac- file round trip with CloudStack's format"
+    )
     func activityCheck() async throws {
         let pool = try TempDir(prefix: "kvmha-api-pool")
         let tokens = try TempDir(prefix: "kvmha-api-tokens")
         // Default timings: every storage call of the check must succeed, also on a loaded machine.
         let daemon = try await APIDaemon.start(
-            host: "127.0.0.1", pools: ["p1=\(pool.path)"], token: try TokenFile.make(in: tokens, name: "token"),
-            timing: APIDaemon.defaultTiming)
+            host: "127.0.0.1",
+            pools: ["p1=\(pool.path)"],
+            token: try TokenFile.make(in: tokens, name: "token"),
+            timing: APIDaemon.defaultTiming
+        )
         defer { daemon.stop() }
 
         let now = Int64(Date().timeIntervalSince1970)
@@ -48,10 +57,18 @@ struct APIActivityProcessTests {
         try Self.touch(pool, "vol-1", mtime: s - 100)
         try Self.touch(pool, "vol-2", mtime: s + 30)
 
-        func check(checker: Int64, suspectTime: Int64 = s, volumes: String = "vol-1,vol-2", json: Bool = true) async throws -> CLIResult {
+        func check(
+            checker: Int64,
+            suspectTime: Int64 = s,
+            volumes: String = "vol-1,vol-2",
+            json: Bool = true
+        ) async throws -> CLIResult {
             try await daemon.cli(
-                ["activity", Self.suspect, "--pool", "p1", "--volumes", volumes, "--suspect-time", "\(suspectTime)",
-                 "--checker-time", "\(checker)"] + (json ? ["--json"] : []))
+                [
+                    "activity", Self.suspect, "--pool", "p1", "--volumes", volumes, "--suspect-time", "\(suspectTime)",
+                    "--checker-time", "\(checker)",
+                ] + (json ? ["--json"] : [])
+            )
         }
 
         // 1. No memo: a disk written after the suspect time → active; the memo records what was seen.
@@ -110,7 +127,9 @@ struct APIActivityProcessTests {
         #expect(Self.memo(pool) == "\(s)::1007\n")
 
         // Nothing but the memo was ever written by the checks: no temporary files left in KVMHA/.
-        let names = try FileManager.default.contentsOfDirectory(atPath: pool.appending("KVMHA").path).filter { $0.hasPrefix(".ac-") }
+        let names = try FileManager.default.contentsOfDirectory(atPath: pool.appending("KVMHA").path).filter {
+            $0.hasPrefix(".ac-")
+        }
         #expect(names.isEmpty, "\(names)")
     }
 }

@@ -36,12 +36,17 @@ struct APIDaemon {
     static let defaultTiming: [String] = []
 
     static func start(
-        host: String, pools: [String], token: TokenFile, environment: [String: String] = [:], timing: [String] = moderateTiming
+        host: String,
+        pools: [String],
+        token: TokenFile,
+        environment: [String: String] = [:],
+        timing: [String] = moderateTiming
     ) async throws -> APIDaemon {
         let state = try TempDir(prefix: "kvmha-api-state")
         var arguments =
             ["serve", "--host-ip", host] + timing + [
-                "--fence-action", "none", "--log-level", "debug", "--state-dir", state.path, "--libvirt-uri", "test:///default",
+                "--fence-action", "none", "--log-level", "debug", "--state-dir", state.path, "--libvirt-uri",
+                "test:///default",
             ]
         for pool in pools { arguments += ["--pool", pool] }
         var environment = environment
@@ -49,7 +54,11 @@ struct APIDaemon {
         environment["KVMHA_API_PORT"] = environment["KVMHA_API_PORT"] ?? "0"
         environment["KVMHA_API_TOKEN_FILE"] = token.path
         let process = try ChildProcess(
-            executable: try kvmhaBinary(), arguments: arguments, environment: environment, label: "kvmha \(host)")
+            executable: try kvmhaBinary(),
+            arguments: arguments,
+            environment: environment,
+            label: "kvmha \(host)"
+        )
         let line: String
         do {
             line = try await process.waitForLine(matching: try .regex("API listening on https?://"))
@@ -103,7 +112,11 @@ struct CLIResult: CustomStringConvertible {
 
 /// Runs the `kvmha` binary to its end.
 func runCLI(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> CLIResult {
-    let process = try ChildProcess(executable: try kvmhaBinary(), arguments: arguments, label: "kvmha \(arguments.first ?? "")")
+    let process = try ChildProcess(
+        executable: try kvmhaBinary(),
+        arguments: arguments,
+        label: "kvmha \(arguments.first ?? "")"
+    )
     let code: Int32
     do {
         code = try await process.waitForExit(timeout: timeout)
@@ -114,8 +127,10 @@ func runCLI(_ arguments: [String], timeout: Duration = .seconds(60)) async throw
     }
     let lines = process.outputLines()
     return CLIResult(
-        exitCode: code, stdout: lines.filter { $0.source == .stdout }.map(\.text).joined(separator: "\n"),
-        stderr: lines.filter { $0.source == .stderr }.map(\.text).joined(separator: "\n"))
+        exitCode: code,
+        stdout: lines.filter { $0.source == .stdout }.map(\.text).joined(separator: "\n"),
+        stderr: lines.filter { $0.source == .stderr }.map(\.text).joined(separator: "\n")
+    )
 }
 
 extension Dictionary where Key == String, Value == Any {

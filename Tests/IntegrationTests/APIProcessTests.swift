@@ -13,12 +13,14 @@ import Glibc
 struct APIProcessTests {
     static let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 
-    @Test("three daemons: status, peers, check-host and the VM lists through the API; a killed host is dead, its list stays")
+    @Test(
+        "three daemons: status, peers, check-host and the VM lists through the API; a killed host is dead, its list stays"
+    )
     func threeDaemons() async throws {
         let pool = try TempDir(prefix: "kvmha-api-pool")
         let tokens = try TempDir(prefix: "kvmha-api-tokens")
         var daemons: [APIDaemon] = []
-        defer { daemons.forEach { $0.stop() } }
+        defer { for daemon in daemons { daemon.stop() } }
         for host in Self.hosts {
             let token = try TokenFile.make(in: tokens, name: "token-\(host)")
             daemons.append(try await APIDaemon.start(host: host, pools: ["p1=\(pool.path)"], token: token))
@@ -75,7 +77,10 @@ struct APIProcessTests {
             let local = try await Self.get(client, daemons[0], "/v1/vms")
             #expect((local["vms"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["test"], "\(local)")
             let published = try await Self.get(client, daemons[0], "/v1/peers/127.0.0.2/vms")
-            #expect((published["vms"] as? [[String: Any]])?.compactMap { $0["state"] as? String } == ["running"], "\(published)")
+            #expect(
+                (published["vms"] as? [[String: Any]])?.compactMap { $0["state"] as? String } == ["running"],
+                "\(published)"
+            )
             try await client.shutdown()
         } catch {
             try await client.shutdown()
@@ -97,8 +102,11 @@ struct APIProcessTests {
             #expect((published["vms"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["test"])
             // Reconcile the dead host: its running VM is believed running on a dead host.
             let reconciliation = try await Self.post(
-                afterDeath, daemons[0], "/v1/reconcile",
-                body: #"{"host":"127.0.0.2","vms":[{"name":"test","state":"Running"}]}"#)
+                afterDeath,
+                daemons[0],
+                "/v1/reconcile",
+                body: #"{"host":"127.0.0.2","vms":[{"name":"test","state":"Running"}]}"#
+            )
             let kinds = (reconciliation["mismatches"] as? [[String: Any]])?.compactMap { $0["kind"] as? String }
             // The VM of the same name runs on the live hosts (they all use the same test driver).
             #expect(kinds == ["running-on-another-host"], "\(reconciliation)")
@@ -109,13 +117,19 @@ struct APIProcessTests {
         }
     }
 
-    @Test("the client's exit codes: refused token 77, no daemon 69, usage 64; the daemon refuses a token file others can read")
+    @Test(
+        "the client's exit codes: refused token 77, no daemon 69, usage 64; the daemon refuses a token file others can read"
+    )
     func errors() async throws {
         let pool = try TempDir(prefix: "kvmha-api-pool")
         let tokens = try TempDir(prefix: "kvmha-api-tokens")
         let token = try TokenFile.make(in: tokens, name: "token")
         let daemon = try await APIDaemon.start(
-            host: "127.0.0.1", pools: ["p1=\(pool.path)"], token: token, timing: APIDaemon.defaultTiming)
+            host: "127.0.0.1",
+            pools: ["p1=\(pool.path)"],
+            token: token,
+            timing: APIDaemon.defaultTiming
+        )
         defer { daemon.stop() }
 
         let other = try TokenFile.make(in: tokens, name: "other")
@@ -124,14 +138,20 @@ struct APIProcessTests {
         #expect(refused.stderr.contains("refused the API token"), "\(refused)")
 
         // A port nobody listens on: bind one, close it, use it.
-        let closed = try await runCLI(["status", "--server", "http://127.0.0.1:\(Self.freePort())", "--token-file", token.path, "--timeout", "2s"])
+        let closed = try await runCLI([
+            "status", "--server", "http://127.0.0.1:\(Self.freePort())", "--token-file", token.path, "--timeout", "2s",
+        ])
         #expect(closed.exitCode == 69, "\(closed)")
 
         let badAddress = try await daemon.cli(["check-host", "..%2F..%2Fetc"])
         #expect(badAddress.exitCode == 64, "\(badAddress)")
-        let badVolume = try await daemon.cli(["activity", "127.0.0.5", "--pool", "p1", "--volumes", "../etc/passwd", "--suspect-time", "1"])
+        let badVolume = try await daemon.cli([
+            "activity", "127.0.0.5", "--pool", "p1", "--volumes", "../etc/passwd", "--suspect-time", "1",
+        ])
         #expect(badVolume.exitCode == 64, "\(badVolume)")
-        let unknownPool = try await daemon.cli(["activity", "127.0.0.5", "--pool", "p9", "--volumes", "a", "--suspect-time", "1"])
+        let unknownPool = try await daemon.cli([
+            "activity", "127.0.0.5", "--pool", "p9", "--volumes", "a", "--suspect-time", "1",
+        ])
         #expect(unknownPool.exitCode == 64, "\(unknownPool)")
         #expect(unknownPool.stderr.contains("does not use a pool p9"), "\(unknownPool)")
 
@@ -140,12 +160,20 @@ struct APIProcessTests {
         let state = try TempDir(prefix: "kvmha-api-state")
         let refusedDaemon = try ChildProcess(
             executable: try kvmhaBinary(),
-            arguments: ["serve", "--host-ip", "127.0.0.2", "--pool", "p1=\(pool.path)", "--state-dir", state.path, "--fence-action", "none"],
-            environment: ["KVMHA_API_TOKEN_FILE": readable.path, "KVMHA_API_PORT": "0"], label: "kvmha refused")
+            arguments: [
+                "serve", "--host-ip", "127.0.0.2", "--pool", "p1=\(pool.path)", "--state-dir", state.path,
+                "--fence-action", "none",
+            ],
+            environment: ["KVMHA_API_TOKEN_FILE": readable.path, "KVMHA_API_PORT": "0"],
+            label: "kvmha refused"
+        )
         defer { refusedDaemon.kill(signal: SIGKILL) }
         let code = try await refusedDaemon.waitForExit()
         #expect(code == 78, "\(refusedDaemon.transcript)")
-        #expect(refusedDaemon.lines().contains { $0.contains(readable.path) && $0.contains("chmod 600") }, "\(refusedDaemon.transcript)")
+        #expect(
+            refusedDaemon.lines().contains { $0.contains(readable.path) && $0.contains("chmod 600") },
+            "\(refusedDaemon.transcript)"
+        )
     }
 
     static func get(_ client: HTTPClient, _ daemon: APIDaemon, _ path: String) async throws -> [String: Any] {
@@ -154,7 +182,12 @@ struct APIProcessTests {
         return try await send(client, request)
     }
 
-    static func post(_ client: HTTPClient, _ daemon: APIDaemon, _ path: String, body: String) async throws -> [String: Any] {
+    static func post(
+        _ client: HTTPClient,
+        _ daemon: APIDaemon,
+        _ path: String,
+        body: String
+    ) async throws -> [String: Any] {
         var request = HTTPClientRequest(url: daemon.url + path)
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(daemon.token.token)")

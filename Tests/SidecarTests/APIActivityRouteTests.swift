@@ -12,7 +12,12 @@ struct APIActivityRouteTests {
     static let suspectTime: Int64 = 1_700_000_000
     static let stale = "\(1_600_000_000)\n"
 
-    static func body(pool: String = "p1", volumes: [String], suspectTime: Int64 = suspectTime, checkerTime: Int64? = 1_700_000_500) -> String {
+    static func body(
+        pool: String = "p1",
+        volumes: [String],
+        suspectTime: Int64 = suspectTime,
+        checkerTime: Int64? = 1_700_000_500
+    ) -> String {
         let list = volumes.map { "\"\($0)\"" }.joined(separator: ",")
         let checker = checkerTime.map { #","checkerTime":\#($0)"# } ?? ""
         return #"{"pool":"\#(pool)","volumes":[\#(list)],"suspectTime":\#(suspectTime)\#(checker)}"#
@@ -24,7 +29,11 @@ struct APIActivityRouteTests {
         try fixture.makeFile("vol-a", mtime: Self.suspectTime - 100)
         try fixture.makeFile("vol-b", mtime: Self.suspectTime + 20)
         try await fixture.test { client in
-            let response = try await API.post(client, "/v1/peers/10.0.0.3/activity", body: Self.body(volumes: ["vol-a", "vol-b", "vol-gone"]))
+            let response = try await API.post(
+                client,
+                "/v1/peers/10.0.0.3/activity",
+                body: Self.body(volumes: ["vol-a", "vol-b", "vol-gone"])
+            )
             #expect(response.status == .ok, "\(response.text)")
             let answer = try response.decode(APIActivity.self)
             #expect(answer.activity == "active")
@@ -41,7 +50,11 @@ struct APIActivityRouteTests {
         }
         #expect(fixture.readFile("KVMHA/ac-10.0.0.3") == "1700000000:1700000020:1700000500\n")
         // No temporary file left behind.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.folder.path + "/KVMHA").sorted() == ["ac-10.0.0.3", "hb-10.0.0.3"])
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: fixture.folder.path + "/KVMHA").sorted() == [
+                "ac-10.0.0.3", "hb-10.0.0.3",
+            ]
+        )
     }
 
     @Test func aMemoWrittenByCloudStacksScriptIsTheBaseline() async throws {
@@ -62,8 +75,12 @@ struct APIActivityRouteTests {
 
             // The VM writes again: the next check sees it.
             try fixture.makeFile("vol-a", contents: "x", mtime: Self.suspectTime + 80)
-            let second = try await API.post(client, "/v1/peers/10.0.0.99/activity", body: Self.body(volumes: ["vol-a"], checkerTime: 1_700_000_600))
-                .decode(APIActivity.self)
+            let second = try await API.post(
+                client,
+                "/v1/peers/10.0.0.99/activity",
+                body: Self.body(volumes: ["vol-a"], checkerTime: 1_700_000_600)
+            )
+            .decode(APIActivity.self)
             #expect(second.activity == "active")
             #expect(second.reasonCode == "written-since-previous-check")
             #expect(second.previousMemo == "1700000000:1700000050:1700000500")
@@ -104,8 +121,12 @@ struct APIActivityRouteTests {
         let fixture = try APIFixture()
         try fixture.makeFile("KVMHA/hb-10.0.0.3", contents: Self.stale)
         try await fixture.test { client in
-            let answer = try await API.post(client, "/v1/peers/10.0.0.3/activity", body: Self.body(volumes: [], checkerTime: nil))
-                .decode(APIActivity.self)
+            let answer = try await API.post(
+                client,
+                "/v1/peers/10.0.0.3/activity",
+                body: Self.body(volumes: [], checkerTime: nil)
+            )
+            .decode(APIActivity.self)
             #expect(answer.activity == "inactive")
             #expect(answer.reasonCode == "empty-volume-list")
             #expect(answer.checkerTime == APIFixture.nowMs / 1000)
@@ -115,11 +136,18 @@ struct APIActivityRouteTests {
     @Test func aVolumeThatIsNotAFileMakesNoActivityUnknown() async throws {
         let fixture = try APIFixture()
         try fixture.makeFile("KVMHA/hb-10.0.0.3", contents: Self.stale)
-        try FileManager.default.createDirectory(atPath: fixture.folder.path + "/vol-dir", withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(
+            atPath: fixture.folder.path + "/vol-dir",
+            withIntermediateDirectories: false
+        )
         try fixture.makeFile("vol-a", mtime: Self.suspectTime - 1)
         try await fixture.test { client in
-            let answer = try await API.post(client, "/v1/peers/10.0.0.3/activity", body: Self.body(volumes: ["vol-a", "vol-dir"]))
-                .decode(APIActivity.self)
+            let answer = try await API.post(
+                client,
+                "/v1/peers/10.0.0.3/activity",
+                body: Self.body(volumes: ["vol-a", "vol-dir"])
+            )
+            .decode(APIActivity.self)
             #expect(answer.activity == "unknown")
             #expect(answer.reasonCode == "volume-unreadable")
             #expect(answer.volumes.map(\.status) == ["modified", "failed"])
@@ -131,7 +159,11 @@ struct APIActivityRouteTests {
     @Test func anUnknownPoolIs404() async throws {
         let fixture = try APIFixture()
         try await fixture.test { client in
-            let response = try await API.post(client, "/v1/peers/10.0.0.3/activity", body: Self.body(pool: "p2", volumes: ["v"]))
+            let response = try await API.post(
+                client,
+                "/v1/peers/10.0.0.3/activity",
+                body: Self.body(pool: "p2", volumes: ["v"])
+            )
             #expect(response.status == .notFound)
             #expect(response.errorCode == "unknown-pool")
         }

@@ -11,9 +11,11 @@ import Testing
 struct APIDocumentTests {
     @Test func theDocumentDescribesEveryObjectItMentions() {
         let document = APIDocument.shared
-        for name in ["Health", "PoolHealth", "Libvirt", "Verdict", "PoolVerdict", "PeerReport", "PeerList", "VM", "LocalVMs",
-                     "PeerVMs", "ActivityRequest", "VolumeStat", "Activity", "ReconcileRequest", "BelievedVM",
-                     "Reconciliation", "Mismatch", "Sighting", "Error"] {
+        for name in [
+            "Health", "PoolHealth", "Libvirt", "Verdict", "PoolVerdict", "PeerReport", "PeerList", "VM", "LocalVMs",
+            "PeerVMs", "ActivityRequest", "VolumeStat", "Activity", "ReconcileRequest", "BelievedVM",
+            "Reconciliation", "Mismatch", "Sighting", "Error",
+        ] {
             #expect(!(document.objects[name] ?? []).isEmpty, "\(name) is not documented")
         }
         for (name, fields) in document.objects {
@@ -21,7 +23,10 @@ struct APIDocumentTests {
                 var type = field.type
                 while case .array(let element) = type { type = element }
                 if case .object(let referenced) = type {
-                    #expect(document.objects[referenced] != nil, "\(name).\(field.name) refers to undocumented \(referenced)")
+                    #expect(
+                        document.objects[referenced] != nil,
+                        "\(name).\(field.name) refers to undocumented \(referenced)"
+                    )
                 }
             }
         }
@@ -55,14 +60,30 @@ struct APIDocumentTests {
                 ("PeerReport", try await API.get(client, "/v1/peers/10.0.0.4")),
                 ("PeerVMs", try await API.get(client, "/v1/peers/10.0.0.3/vms")),
                 ("LocalVMs", try await API.get(client, "/v1/vms")),
-                ("Activity", try await API.post(
-                    client, "/v1/peers/10.0.0.3/activity",
-                    body: #"{"pool":"p1","volumes":["vol-a","vol-b"],"suspectTime":1700000000}"#)),
-                ("Activity", try await API.post(
-                    client, "/v1/peers/10.0.0.2/activity", body: #"{"pool":"p1","volumes":["vol-a"],"suspectTime":1700000000,"checkerTime":null}"#)),
-                ("Reconciliation", try await API.post(
-                    client, "/v1/reconcile",
-                    body: #"{"vms":[{"uuid":"uuid-b-running","state":"Running"},{"name":"x","state":"Stopped"}]}"#)),
+                (
+                    "Activity",
+                    try await API.post(
+                        client,
+                        "/v1/peers/10.0.0.3/activity",
+                        body: #"{"pool":"p1","volumes":["vol-a","vol-b"],"suspectTime":1700000000}"#
+                    )
+                ),
+                (
+                    "Activity",
+                    try await API.post(
+                        client,
+                        "/v1/peers/10.0.0.2/activity",
+                        body: #"{"pool":"p1","volumes":["vol-a"],"suspectTime":1700000000,"checkerTime":null}"#
+                    )
+                ),
+                (
+                    "Reconciliation",
+                    try await API.post(
+                        client,
+                        "/v1/reconcile",
+                        body: #"{"vms":[{"uuid":"uuid-b-running","state":"Running"},{"name":"x","state":"Stopped"}]}"#
+                    )
+                ),
                 ("Reconciliation", try await API.post(client, "/v1/reconcile", body: #"{"host":"10.0.0.3","vms":[]}"#)),
                 ("Error", try await API.get(client, "/v1/peers/10.0.0.99")),
                 ("Error", try await API.get(client, "/v1/peers/x")),

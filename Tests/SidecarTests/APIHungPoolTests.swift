@@ -47,7 +47,12 @@ final class GatedPoolFiles: PoolFiles {
         gate.pass()
         try inner.makeFolder(path)
     }
-    func replaceAtomically(_ path: String, with bytes: [UInt8], temporaryPath: String, durable: Bool) throws(PoolIOError) {
+    func replaceAtomically(
+        _ path: String,
+        with bytes: [UInt8],
+        temporaryPath: String,
+        durable: Bool
+    ) throws(PoolIOError) {
         gate.pass()
         try inner.replaceAtomically(path, with: bytes, temporaryPath: temporaryPath, durable: durable)
     }
@@ -95,7 +100,9 @@ struct APIHungPoolTests {
         gate.close()
         try await application.test(.router) { client in
             let answer = try await API.post(
-                client, "/v1/peers/10.0.0.3/activity", body: #"{"pool":"p1","volumes":["a","b"],"suspectTime":1700000000}"#
+                client,
+                "/v1/peers/10.0.0.3/activity",
+                body: #"{"pool":"p1","volumes":["a","b"],"suspectTime":1700000000}"#
             ).decode(APIActivity.self)
             #expect(answer.activity == "unknown")
             #expect(answer.reasonCode == "pool-unreadable")
@@ -105,7 +112,9 @@ struct APIHungPoolTests {
 
             // The thread stays blocked: the next check is refused at once (no second stuck thread).
             let again = try await API.post(
-                client, "/v1/peers/10.0.0.3/activity", body: #"{"pool":"p1","volumes":["a"],"suspectTime":1700000000}"#
+                client,
+                "/v1/peers/10.0.0.3/activity",
+                body: #"{"pool":"p1","volumes":["a"],"suspectTime":1700000000}"#
             ).decode(APIActivity.self)
             #expect(again.activity == "unknown")
             #expect(again.reason.contains("blocked"), "\(again.reason)")

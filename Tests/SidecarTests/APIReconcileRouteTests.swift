@@ -27,9 +27,11 @@ struct APIReconcileRouteTests {
             #expect(answer.hostVerdict == "alive")
             #expect(answer.checked == 5)
             #expect(answer.matched == 2, "the running VM here; the VM believed stopped that runs only on a dead host")
-            #expect(answer.mismatches.map(\.kind) == [
-                "believed-running-but-shut-off", "running-on-another-host", "believed-running-but-missing",
-            ])
+            #expect(
+                answer.mismatches.map(\.kind) == [
+                    "believed-running-but-shut-off", "running-on-another-host", "believed-running-but-missing",
+                ]
+            )
             let elsewhere = try #require(answer.mismatches.dropFirst().first?.elsewhere.first)
             #expect(elsewhere.host == "10.0.0.2")
             #expect(elsewhere.hostVerdict == "alive")
@@ -41,7 +43,9 @@ struct APIReconcileRouteTests {
     @Test func unknownToTheManager() async throws {
         let fixture = try APIFixture()
         try await fixture.test { client in
-            let answer = try await API.post(client, "/v1/reconcile", body: #"{"vms": []}"#).decode(APIReconciliation.self)
+            let answer = try await API.post(client, "/v1/reconcile", body: #"{"vms": []}"#).decode(
+                APIReconciliation.self
+            )
             #expect(answer.mismatches.map(\.kind) == ["running-but-unknown-to-manager"])
             #expect(answer.mismatches.first?.uuid == "uuid-local-running")
             #expect(answer.mismatches.first?.believed == nil)
@@ -63,7 +67,8 @@ struct APIReconcileRouteTests {
 
     @Test func aLivePeerWhoseVMRunsHere() async throws {
         let fixture = try APIFixture()
-        let body = #"{"host": "10.0.0.2", "vms": [{"uuid": "uuid-local-running", "state": "Running"}, {"uuid": "uuid-b-running", "state": "Running"}]}"#
+        let body =
+            #"{"host": "10.0.0.2", "vms": [{"uuid": "uuid-local-running", "state": "Running"}, {"uuid": "uuid-b-running", "state": "Running"}]}"#
         try await fixture.test { client in
             let answer = try await API.post(client, "/v1/reconcile", body: body).decode(APIReconciliation.self)
             #expect(answer.hostVerdict == "alive")
@@ -99,11 +104,20 @@ struct APIReconcileRouteTests {
         ("state a bool", #"{"vms": [{"uuid": "a", "state": true}]}"#, "invalid-field"),
         ("uuid a number", #"{"vms": [{"uuid": 5, "state": "Running"}]}"#, "invalid-field"),
         ("uuid empty", #"{"vms": [{"uuid": "", "state": "Running"}]}"#, "invalid-field"),
-        ("name too long", #"{"vms": [{"name": "\#(String(repeating: "n", count: 257))", "state": "Running"}]}"#, "invalid-field"),
+        (
+            "name too long", #"{"vms": [{"name": "\#(String(repeating: "n", count: 257))", "state": "Running"}]}"#,
+            "invalid-field"
+        ),
         ("unknown vm field", #"{"vms": [{"uuid": "a", "state": "Running", "host": "x"}]}"#, "unknown-field"),
         ("unknown field", #"{"vms": [], "hosts": []}"#, "unknown-field"),
-        ("duplicate uuid", #"{"vms": [{"uuid": "a", "state": "Running"}, {"uuid": "A", "state": "Stopped"}]}"#, "duplicate-vm"),
-        ("duplicate name", #"{"vms": [{"name": "n", "state": "Running"}, {"name": "n", "state": "Running"}]}"#, "duplicate-vm"),
+        (
+            "duplicate uuid", #"{"vms": [{"uuid": "a", "state": "Running"}, {"uuid": "A", "state": "Stopped"}]}"#,
+            "duplicate-vm"
+        ),
+        (
+            "duplicate name", #"{"vms": [{"name": "n", "state": "Running"}, {"name": "n", "state": "Running"}]}"#,
+            "duplicate-vm"
+        ),
     ]
 
     @Test(arguments: badBodies)
@@ -120,7 +134,9 @@ struct APIReconcileRouteTests {
 
     @Test func anOversizedBodyIs413() async throws {
         let fixture = try APIFixture()
-        let entries = (0..<3000).map { #"{"uuid": "uuid-\#($0)-0123456789", "state": "Running"}"# }.joined(separator: ",")
+        let entries = (0..<3000).map { #"{"uuid": "uuid-\#($0)-0123456789", "state": "Running"}"# }.joined(
+            separator: ","
+        )
         try await fixture.test { client in
             let response = try await API.post(client, "/v1/reconcile", body: #"{"vms": [\#(entries)]}"#)
             #expect(response.status == .contentTooLarge)

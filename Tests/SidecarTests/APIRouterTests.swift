@@ -33,8 +33,12 @@ struct APIRouterTests {
                     var headers = headers
                     headers[.contentType] = "application/json"
                     let response = try await client.execute(
-                        uri: uri, method: method, headers: headers,
-                        body: method == .post ? ByteBuffer(string: #"{"pool":"p1","volumes":["v"],"suspectTime":1}"#) : nil)
+                        uri: uri,
+                        method: method,
+                        headers: headers,
+                        body: method == .post
+                            ? ByteBuffer(string: #"{"pool":"p1","volumes":["v"],"suspectTime":1}"#) : nil
+                    )
                     #expect(response.status == .unauthorized, "\(method) \(uri), \(what)")
                     #expect(response.body.readableBytes == 0, "\(method) \(uri), \(what): \(response.text)")
                     #expect(response.headers[.wwwAuthenticate] == "Bearer")
@@ -47,7 +51,11 @@ struct APIRouterTests {
     @Test func theSchemeIsCaseInsensitive() async throws {
         let fixture = try APIFixture()
         try await fixture.test { client in
-            let response = try await API.get(client, "/v1/health", headers: [.authorization: "bearer \(APIFixture.token)"])
+            let response = try await API.get(
+                client,
+                "/v1/health",
+                headers: [.authorization: "bearer \(APIFixture.token)"]
+            )
             #expect(response.status == .ok)
         }
     }
@@ -70,7 +78,9 @@ struct APIRouterTests {
             #expect(health.pools.map(\.pool) == ["p1"])
             #expect(health.pools.first?.reachable == true)
             #expect(health.pools.first?.ioStuckSeconds == nil)
-            #expect(health.libvirt == APILibvirtStatus(connected: true, sinceMs: APIFixture.nowMs - 60_000, lastError: nil))
+            #expect(
+                health.libvirt == APILibvirtStatus(connected: true, sinceMs: APIFixture.nowMs - 60_000, lastError: nil)
+            )
         }
     }
 
@@ -192,7 +202,10 @@ struct APIRouterTests {
                 #expect(response.errorCode == "invalid-host", "\(uri): \(response.text)")
             }
             let activity = try await API.post(
-                client, "/v1/peers/\(text)/activity", body: #"{"pool":"p1","volumes":["v"],"suspectTime":1}"#)
+                client,
+                "/v1/peers/\(text)/activity",
+                body: #"{"pool":"p1","volumes":["v"],"suspectTime":1}"#
+            )
             #expect(activity.status == .badRequest)
             #expect(activity.errorCode == "invalid-host")
         }
@@ -200,7 +213,8 @@ struct APIRouterTests {
     }
 
     @Test(arguments: [
-        "/v1/peers/../../etc/passwd", "/v1/peers/10.0.0.2/../../../etc", "/v1/nothing", "/v2/health", "/v1/health/extra",
+        "/v1/peers/../../etc/passwd", "/v1/peers/10.0.0.2/../../../etc", "/v1/nothing", "/v2/health",
+        "/v1/health/extra",
         "/v1/peers/10.0.0.2/vms/x",
     ])
     func unknownPathsAre404WithAToken(uri: String) async throws {
@@ -216,7 +230,8 @@ struct APIRouterTests {
         let fixture = try APIFixture()
         try await fixture.test { client in
             let responses = [
-                try await API.post(client, "/v1/health", body: "{}"), try await API.get(client, "/v1/peers/10.0.0.3/activity"),
+                try await API.post(client, "/v1/health", body: "{}"),
+                try await API.get(client, "/v1/peers/10.0.0.3/activity"),
                 try await API.get(client, "/v1/reconcile"),
             ]
             #expect(responses.map(\.status) == [.notFound, .notFound, .notFound])
@@ -253,16 +268,30 @@ struct APIRouterTests {
         // The same routes over a real PeerMonitor that reads records from the pool folder.
         let folder = try TemporaryFolder(prefix: "kvmha-api-monitor")
         let root = folder.path
-        let pool = Pool(id: "p1", location: root, ioTimeout: .seconds(5), logger: testLogger()) { DirectoryPoolFiles(root: root) }
+        let pool = Pool(id: "p1", location: root, ioTimeout: .seconds(5), logger: testLogger()) {
+            DirectoryPoolFiles(root: root)
+        }
         defer { pool.stop() }
         let pools = PoolSet([pool])
         let identity = HostIdentity(address: APIFixture.own, hostUUID: nil, bootID: "b", incarnation: "i")
         let monitor = PeerMonitor(
-            identity: identity, pools: pools, timing: TimingSettings(), skewAllowance: nil, logger: testLogger())
+            identity: identity,
+            pools: pools,
+            timing: TimingSettings(),
+            skewAllowance: nil,
+            logger: testLogger()
+        )
         let peer = APIFixture.alivePeer
         func publish(_ sequence: UInt64) throws {
-            let record = APIFixture.record(peer, sequence: sequence, vms: [APIFixture.vm("i-9-VM", .running, uuid: "u9")])
-            try FileManager.default.createDirectory(atPath: root + "/" + PoolLayout.recordFolder, withIntermediateDirectories: true)
+            let record = APIFixture.record(
+                peer,
+                sequence: sequence,
+                vms: [APIFixture.vm("i-9-VM", .running, uuid: "u9")]
+            )
+            try FileManager.default.createDirectory(
+                atPath: root + "/" + PoolLayout.recordFolder,
+                withIntermediateDirectories: true
+            )
             try Data(RecordCodec.encode(record)).write(to: URL(fileURLWithPath: root + "/" + PoolLayout.record(peer)))
         }
         try publish(1)
@@ -270,9 +299,16 @@ struct APIRouterTests {
         try publish(2)
         await monitor.scanOnce()
         let dependencies = APIDependencies(
-            identity: identity, pools: pools, monitor: monitor, token: try APIToken(APIFixture.token), metrics: APIMetrics(),
-            localVMs: { [] }, libvirt: { LibvirtStatus(connected: true, sinceMs: 0, lastError: nil, confirmedAtMs: 0) })
-        try await Application(responder: buildAPIResponder(dependencies), logger: testLogger()).test(.router) { client in
+            identity: identity,
+            pools: pools,
+            monitor: monitor,
+            token: try APIToken(APIFixture.token),
+            metrics: APIMetrics(),
+            localVMs: { [] },
+            libvirt: { LibvirtStatus(connected: true, sinceMs: 0, lastError: nil, confirmedAtMs: 0) }
+        )
+        try await Application(responder: buildAPIResponder(dependencies), logger: testLogger()).test(.router) {
+            client in
             let report = try await API.get(client, "/v1/peers/10.0.0.2").decode(APIPeerReport.self)
             #expect(report.overall.verdict == "alive")
             #expect(report.overall.sequence == 2)

@@ -19,7 +19,12 @@ final class APIFixture: Sendable {
     let folder: TemporaryFolder
     let pool: Pool
     let metrics = APIMetrics()
-    let identity = HostIdentity(address: APIFixture.own, hostUUID: "host-uuid-1", bootID: "boot-1", incarnation: "inc-1")
+    let identity = HostIdentity(
+        address: APIFixture.own,
+        hostUUID: "host-uuid-1",
+        bootID: "boot-1",
+        incarnation: "inc-1"
+    )
     let reports: [HostAddress: PeerReport]
     let localVMs: [VMEntry]
     let libvirt: LibvirtStatus
@@ -28,7 +33,9 @@ final class APIFixture: Sendable {
     init(reports: [HostAddress: PeerReport]? = nil, localVMs: [VMEntry]? = nil, libvirtConnected: Bool = true) throws {
         folder = try TemporaryFolder(prefix: "kvmha-api-pool")
         let root = folder.path
-        pool = Pool(id: "p1", location: root, ioTimeout: .seconds(5), logger: testLogger()) { DirectoryPoolFiles(root: root) }
+        pool = Pool(id: "p1", location: root, ioTimeout: .seconds(5), logger: testLogger()) {
+            DirectoryPoolFiles(root: root)
+        }
         self.reports = reports ?? Self.standardReports()
         self.localVMs =
             localVMs ?? [
@@ -38,7 +45,12 @@ final class APIFixture: Sendable {
         libvirt =
             libvirtConnected
             ? LibvirtStatus(connected: true, sinceMs: Self.nowMs - 60_000, lastError: nil, confirmedAtMs: Self.nowMs)
-            : LibvirtStatus(connected: false, sinceMs: Self.nowMs - 5_000, lastError: "connection refused", confirmedAtMs: Self.nowMs - 5_000)
+            : LibvirtStatus(
+                connected: false,
+                sinceMs: Self.nowMs - 5_000,
+                lastError: "connection refused",
+                confirmedAtMs: Self.nowMs - 5_000
+            )
     }
 
     deinit {
@@ -51,8 +63,15 @@ final class APIFixture: Sendable {
 
     static func record(_ host: HostAddress, sequence: UInt64, vms: [VMEntry]) -> HeartbeatRecord {
         HeartbeatRecord(
-            host: host, hostUUID: nil, bootID: "boot-\(host)", incarnation: "inc-\(host)", sequence: sequence,
-            wallTimeMs: nowMs - 300, intervalMs: 5000, vms: vms)
+            host: host,
+            hostUUID: nil,
+            bootID: "boot-\(host)",
+            incarnation: "inc-\(host)",
+            sequence: sequence,
+            wallTimeMs: nowMs - 300,
+            intervalMs: 5000,
+            vms: vms
+        )
     }
 
     static func report(_ host: HostAddress, _ verdict: PeerVerdict) -> PeerReport {
@@ -61,27 +80,50 @@ final class APIFixture: Sendable {
 
     static func standardReports() -> [HostAddress: PeerReport] {
         let aliveRecord = record(
-            alivePeer, sequence: 42,
-            vms: [vm("i-3-20-VM", .running, uuid: "uuid-b-running"), vm("i-3-21-VM", .shutoff, uuid: "uuid-b-off")])
+            alivePeer,
+            sequence: 42,
+            vms: [vm("i-3-20-VM", .running, uuid: "uuid-b-running"), vm("i-3-21-VM", .shutoff, uuid: "uuid-b-off")]
+        )
         let deadRecord = record(deadPeer, sequence: 7, vms: [vm("i-4-30-VM", .running, uuid: "uuid-c-running")])
         return [
             alivePeer: report(
                 alivePeer,
                 PeerVerdict(
-                    .alive, .changing,
+                    .alive,
+                    .changing,
                     evidence: VerdictEvidence(
-                        sequence: 42, incarnation: aliveRecord.incarnation, secondsSinceChange: 0.25, secondsObserved: 30,
-                        wallClockAgeSeconds: 0.3, lastRecord: aliveRecord))),
+                        sequence: 42,
+                        incarnation: aliveRecord.incarnation,
+                        secondsSinceChange: 0.25,
+                        secondsObserved: 30,
+                        wallClockAgeSeconds: 0.3,
+                        lastRecord: aliveRecord
+                    )
+                )
+            ),
             deadPeer: report(
                 deadPeer,
                 PeerVerdict(
-                    .dead, .noChange,
+                    .dead,
+                    .noChange,
                     evidence: VerdictEvidence(
-                        sequence: 7, incarnation: deadRecord.incarnation, secondsSinceChange: 45, secondsObserved: 600,
-                        wallClockAgeSeconds: 45.2, lastRecord: deadRecord))),
+                        sequence: 7,
+                        incarnation: deadRecord.incarnation,
+                        secondsSinceChange: 45,
+                        secondsObserved: 600,
+                        wallClockAgeSeconds: 45.2,
+                        lastRecord: deadRecord
+                    )
+                )
+            ),
             garbledPeer: report(
                 garbledPeer,
-                PeerVerdict(.unknown, .unusableRecord(.badChecksum(expected: "1", actual: "2")), evidence: VerdictEvidence(secondsObserved: 12))),
+                PeerVerdict(
+                    .unknown,
+                    .unusableRecord(.badChecksum(expected: "1", actual: "2")),
+                    evidence: VerdictEvidence(secondsObserved: 12)
+                )
+            ),
         ]
     }
 
@@ -91,12 +133,24 @@ final class APIFixture: Sendable {
         let localVMs = localVMs
         let libvirt = libvirt
         return APIDependencies(
-            identity: identity, version: "9.9.9-test", token: try! APIToken(Self.token), metrics: metrics, pools: { [pool] },
+            identity: identity,
+            version: "9.9.9-test",
+            token: try! APIToken(Self.token),
+            metrics: metrics,
+            pools: { [pool] },
             peerReport: { host in
-                reports[host] ?? PeerReport(peer: host, overall: PeerVerdict(.unknown, .neverSeen), perPool: ["p1": PeerVerdict(.unknown, .neverSeen)])
+                reports[host]
+                    ?? PeerReport(
+                        peer: host,
+                        overall: PeerVerdict(.unknown, .neverSeen),
+                        perPool: ["p1": PeerVerdict(.unknown, .neverSeen)]
+                    )
             },
             peerReports: { reports.keys.sorted().map { reports[$0]! } },
-            localVMs: { localVMs }, libvirt: { libvirt }, wallClockMs: { APIFixture.nowMs })
+            localVMs: { localVMs },
+            libvirt: { libvirt },
+            wallClockMs: { APIFixture.nowMs }
+        )
     }
 
     func application() -> Application<APIResponder> {
@@ -130,7 +184,9 @@ final class APIFixture: Sendable {
         try Data(contents.utf8).write(to: url)
         if let mtime {
             try FileManager.default.setAttributes(
-                [.modificationDate: Date(timeIntervalSince1970: Double(mtime))], ofItemAtPath: url.path)
+                [.modificationDate: Date(timeIntervalSince1970: Double(mtime))],
+                ofItemAtPath: url.path
+            )
         }
     }
 
@@ -146,12 +202,21 @@ enum API {
     static func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
 
     @discardableResult
-    static func get(_ client: any TestClientProtocol, _ uri: String, headers: HTTPFields = auth) async throws -> TestResponse {
+    static func get(
+        _ client: any TestClientProtocol,
+        _ uri: String,
+        headers: HTTPFields = auth
+    ) async throws -> TestResponse {
         try await client.execute(uri: uri, method: .get, headers: headers)
     }
 
     @discardableResult
-    static func post(_ client: any TestClientProtocol, _ uri: String, body: String, headers: HTTPFields = auth) async throws
+    static func post(
+        _ client: any TestClientProtocol,
+        _ uri: String,
+        body: String,
+        headers: HTTPFields = auth
+    ) async throws
         -> TestResponse
     {
         var headers = headers

@@ -47,8 +47,10 @@ struct APITokenTests {
         #expect(throws: APIStartError.self) { try APIToken.load(path: folder.path) }
     }
 
-    @Test(arguments: ["", "\n", "short", "0123456789abcde", "has space inside 0123", "tab\t0123456789abcdef", "é0123456789abcdef",
-                      "0123456789abcdef=x"])
+    @Test(arguments: [
+        "", "\n", "short", "0123456789abcde", "has space inside 0123", "tab\t0123456789abcdef", "é0123456789abcdef",
+        "0123456789abcdef=x",
+    ])
     func refusesWeakOrOddTokens(contents: String) throws {
         let (folder, path) = try Self.tokenFile(contents)
         _ = folder
@@ -60,8 +62,11 @@ struct APITokenTests {
         #expect(token.accepts(authorization: "Bearer abcdefghijklmnop+/="))
         #expect(token.accepts(authorization: "BEARER abcdefghijklmnop+/="))
         #expect(token.accepts(authorization: "Bearer   abcdefghijklmnop+/="))
-        for header in [nil, "", "Bearer", "Bearer ", "abcdefghijklmnop+/=", "Bearer abcdefghijklmnop+/", "Bearer abcdefghijklmnop+/==",
-                       "Bearer Abcdefghijklmnop+/=", "Basic abcdefghijklmnop+/=", "Bearerabcdefghijklmnop+/="] {
+        for header in [
+            nil, "", "Bearer", "Bearer ", "abcdefghijklmnop+/=", "Bearer abcdefghijklmnop+/",
+            "Bearer abcdefghijklmnop+/==",
+            "Bearer Abcdefghijklmnop+/=", "Basic abcdefghijklmnop+/=", "Bearerabcdefghijklmnop+/=",
+        ] {
             #expect(!token.accepts(authorization: header), "\(String(describing: header))")
         }
     }

@@ -40,10 +40,16 @@ public struct APIDependencies: Sendable {
     public var wallClockMs: @Sendable () -> Int64
 
     public init(
-        identity: HostIdentity, version: String = SidecarVersion.current, startedAt: ContinuousClock.Instant = .now,
-        token: APIToken, metrics: APIMetrics, pools: @escaping @Sendable () -> [Pool],
-        peerReport: @escaping @Sendable (HostAddress) -> PeerReport, peerReports: @escaping @Sendable () -> [PeerReport],
-        localVMs: @escaping @Sendable () -> [VMEntry], libvirt: @escaping @Sendable () -> LibvirtStatus,
+        identity: HostIdentity,
+        version: String = SidecarVersion.current,
+        startedAt: ContinuousClock.Instant = .now,
+        token: APIToken,
+        metrics: APIMetrics,
+        pools: @escaping @Sendable () -> [Pool],
+        peerReport: @escaping @Sendable (HostAddress) -> PeerReport,
+        peerReports: @escaping @Sendable () -> [PeerReport],
+        localVMs: @escaping @Sendable () -> [VMEntry],
+        libvirt: @escaping @Sendable () -> LibvirtStatus,
         wallClockMs: @escaping @Sendable () -> Int64 = WallClock.nowMs
     ) {
         self.identity = identity
@@ -61,13 +67,24 @@ public struct APIDependencies: Sendable {
 
     /// The daemon's wiring: pools from the pool set, verdicts from the peer monitor.
     public init(
-        identity: HostIdentity, pools: PoolSet, monitor: PeerMonitor, token: APIToken, metrics: APIMetrics,
-        localVMs: @escaping @Sendable () -> [VMEntry], libvirt: @escaping @Sendable () -> LibvirtStatus
+        identity: HostIdentity,
+        pools: PoolSet,
+        monitor: PeerMonitor,
+        token: APIToken,
+        metrics: APIMetrics,
+        localVMs: @escaping @Sendable () -> [VMEntry],
+        libvirt: @escaping @Sendable () -> LibvirtStatus
     ) {
         self.init(
-            identity: identity, token: token, metrics: metrics, pools: { pools.current },
-            peerReport: { monitor.report(for: $0) }, peerReports: { monitor.reports() }, localVMs: localVMs,
-            libvirt: libvirt)
+            identity: identity,
+            token: token,
+            metrics: metrics,
+            pools: { pools.current },
+            peerReport: { monitor.report(for: $0) },
+            peerReports: { monitor.reports() },
+            localVMs: localVMs,
+            libvirt: libvirt
+        )
     }
 }
 

@@ -40,7 +40,10 @@ public struct APIError: Error, Sendable, HTTPResponseError, CustomStringConverti
     static let notFound = APIError(.notFound, "not-found", "no such route (or not with this method)")
 
     static let bodyTooLarge = APIError(
-        .contentTooLarge, "body-too-large", "request body larger than \(APILimits.maxBodyBytes) bytes")
+        .contentTooLarge,
+        "body-too-large",
+        "request body larger than \(APILimits.maxBodyBytes) bytes"
+    )
 }
 
 /// Limits on what a request may carry.
@@ -76,7 +79,9 @@ public enum APIJSON {
 
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: encode(value))))
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: encode(value)))
+        )
     }
 }

@@ -1,5 +1,5 @@
-import HeartbeatCore
 import CoreMetrics
+import HeartbeatCore
 public import Prometheus
 
 /// The daemon's metrics, kept in a registry of its own (no global bootstrap, so tests and several daemons
@@ -26,8 +26,12 @@ public final class APIMetrics: Sendable {
 
     /// One pool's part of a beat: written or not, and how long it took.
     public func recordBeat(pool: String, ok: Bool, latency: Duration) {
-        CoreMetrics.Counter(label: "kvmha_beats_total", dimensions: [("pool", pool), ("result", ok ? "ok" : "failed")], factory: factory)
-            .increment()
+        CoreMetrics.Counter(
+            label: "kvmha_beats_total",
+            dimensions: [("pool", pool), ("result", ok ? "ok" : "failed")],
+            factory: factory
+        )
+        .increment()
         CoreMetrics.Timer(label: "kvmha_beat_duration_seconds", dimensions: [("pool", pool)], factory: factory)
             .recordNanoseconds(latency.nanoseconds)
     }
@@ -35,13 +39,19 @@ public final class APIMetrics: Sendable {
     /// One API request, by route template (`/v1/peers/{ip}`, never the raw path) and status.
     public func recordRequest(route: String, status: Int) {
         CoreMetrics.Counter(
-            label: "kvmha_api_requests_total", dimensions: [("route", route), ("status", String(status))], factory: factory
+            label: "kvmha_api_requests_total",
+            dimensions: [("route", route), ("status", String(status))],
+            factory: factory
         ).increment()
     }
 
     public func recordActivity(_ activity: String) {
-        CoreMetrics.Counter(label: "kvmha_activity_checks_total", dimensions: [("activity", activity)], factory: factory)
-            .increment()
+        CoreMetrics.Counter(
+            label: "kvmha_activity_checks_total",
+            dimensions: [("activity", activity)],
+            factory: factory
+        )
+        .increment()
     }
 
     /// Sets the gauges read from memory, then renders everything in Prometheus' text format.
@@ -55,7 +65,9 @@ public final class APIMetrics: Sendable {
         for pool in pools {
             let stuck = pool.stuckSince
             gauge("kvmha_pool_io_stuck", [("pool", pool.id)]).record(stuck == nil ? 0 : 1)
-            gauge("kvmha_pool_io_stuck_seconds", [("pool", pool.id)]).record(stuck.map { $0.duration(to: now).seconds } ?? 0)
+            gauge("kvmha_pool_io_stuck_seconds", [("pool", pool.id)]).record(
+                stuck.map { $0.duration(to: now).seconds } ?? 0
+            )
             gauge("kvmha_pool_reachable", [("pool", pool.id)]).record(pool.health.reachable ? 1 : 0)
         }
         return registry.emitToBuffer()

@@ -80,8 +80,16 @@ public struct APIPoolHealth: Codable, Sendable, Equatable {
     @JSONNullable public var ioStuckSeconds: Double?
 
     public init(
-        pool: String, location: String, reachable: Bool, reachableForSeconds: Double, lastGoodBeatMs: Int64?,
-        lastError: String?, lastErrorMs: Int64?, beatsOK: UInt64, beatsFailed: UInt64, ioStuckSeconds: Double?
+        pool: String,
+        location: String,
+        reachable: Bool,
+        reachableForSeconds: Double,
+        lastGoodBeatMs: Int64?,
+        lastError: String?,
+        lastErrorMs: Int64?,
+        beatsOK: UInt64,
+        beatsFailed: UInt64,
+        ioStuckSeconds: Double?
     ) {
         self.pool = pool
         self.location = location
@@ -124,8 +132,16 @@ public struct APIHealth: Codable, Sendable, Equatable {
     public var libvirt: APILibvirtStatus
 
     public init(
-        status: String, version: String, apiVersion: Int, host: String, hostUUID: String?, incarnation: String,
-        bootID: String, uptimeSeconds: Double, pools: [APIPoolHealth], libvirt: APILibvirtStatus
+        status: String,
+        version: String,
+        apiVersion: Int,
+        host: String,
+        hostUUID: String?,
+        incarnation: String,
+        bootID: String,
+        uptimeSeconds: Double,
+        pools: [APIPoolHealth],
+        libvirt: APILibvirtStatus
     ) {
         self.status = status
         self.version = version
@@ -190,8 +206,15 @@ public struct APIPeerVMs: Codable, Sendable, Equatable {
     public var vmsOmitted: Int
 
     public init(
-        host: String, verdict: APIVerdict, pool: String, sequence: UInt64, incarnation: String, recordWallTimeMs: Int64,
-        confirmedAtMs: Int64, vms: [APIVM], vmsOmitted: Int
+        host: String,
+        verdict: APIVerdict,
+        pool: String,
+        sequence: UInt64,
+        incarnation: String,
+        recordWallTimeMs: Int64,
+        confirmedAtMs: Int64,
+        vms: [APIVM],
+        vmsOmitted: Int
     ) {
         self.host = host
         self.verdict = verdict
@@ -247,9 +270,21 @@ public struct APIActivity: Codable, Sendable, Equatable {
     @JSONNullable public var memoError: String?
 
     public init(
-        host: String, pool: String, activity: String, reason: String, reasonCode: String, suspectTime: Int64,
-        checkerTime: Int64, hostVerdict: String?, heartbeatAgeSeconds: Int64?, newestVolumeMtime: Int64?,
-        comparedWith: Int64?, volumes: [APIVolumeStat], previousMemo: String?, memo: String?, memoWritten: Bool,
+        host: String,
+        pool: String,
+        activity: String,
+        reason: String,
+        reasonCode: String,
+        suspectTime: Int64,
+        checkerTime: Int64,
+        hostVerdict: String?,
+        heartbeatAgeSeconds: Int64?,
+        newestVolumeMtime: Int64?,
+        comparedWith: Int64?,
+        volumes: [APIVolumeStat],
+        previousMemo: String?,
+        memo: String?,
+        memoWritten: Bool,
         memoError: String?
     ) {
         self.host = host
@@ -312,7 +347,14 @@ public struct APIReconciliation: Codable, Sendable, Equatable {
     public var matched: Int
     public var mismatches: [APIMismatch]
 
-    public init(host: String, hostVerdict: String, confirmedAtMs: Int64?, checked: Int, matched: Int, mismatches: [APIMismatch]) {
+    public init(
+        host: String,
+        hostVerdict: String,
+        confirmedAtMs: Int64?,
+        checked: Int,
+        matched: Int,
+        mismatches: [APIMismatch]
+    ) {
         self.host = host
         self.hostVerdict = hostVerdict
         self.confirmedAtMs = confirmedAtMs

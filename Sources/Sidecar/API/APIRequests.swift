@@ -30,10 +30,17 @@ public struct ReconcileRequest: Sendable, Equatable {
 /// message naming the field that is wrong.
 enum APIRequestParser {
     static func activity(suspect: HostAddress, body: [UInt8]) throws(APIError) -> ActivityRequest {
-        let fields = try object(body, allowed: ["pool", "volumes", "suspectTime", "checkerTime"], what: "the activity request")
+        let fields = try object(
+            body,
+            allowed: ["pool", "volumes", "suspectTime", "checkerTime"],
+            what: "the activity request"
+        )
         let pool = try string(fields, "pool")
         guard SettingsResolver.isValidPoolID(pool) else {
-            throw .badRequest("invalid-pool", "pool: \(APIText.excerpt(pool)) is not a pool id (letters, digits, '-', '_', '.')")
+            throw .badRequest(
+                "invalid-pool",
+                "pool: \(APIText.excerpt(pool)) is not a pool id (letters, digits, '-', '_', '.')"
+            )
         }
         guard case .array(let items)? = fields["volumes"] else {
             throw fields["volumes"] == nil ? missing("volumes") : wrongType("volumes", "an array of file names")
@@ -55,7 +62,13 @@ enum APIRequestParser {
         let suspectTime = try unixTime(fields, "suspectTime")
         var checkerTime: Int64?
         if let value = fields["checkerTime"], value != .null { checkerTime = try unixTime(fields, "checkerTime") }
-        return ActivityRequest(suspect: suspect, pool: pool, volumes: volumes, suspectTime: suspectTime, checkerTime: checkerTime)
+        return ActivityRequest(
+            suspect: suspect,
+            pool: pool,
+            volumes: volumes,
+            suspectTime: suspectTime,
+            checkerTime: checkerTime
+        )
     }
 
     static func reconcile(body: [UInt8]) throws(APIError) -> ReconcileRequest {
@@ -80,7 +93,10 @@ enum APIRequestParser {
             let path = "vms[\(index)]"
             guard case .object(let entry) = item else { throw wrongType(path, "an object {uuid, name, state}") }
             if let unknown = entry.keys.sorted().first(where: { !["uuid", "name", "state"].contains($0) }) {
-                throw .badRequest("unknown-field", "\(path): unknown field \(APIText.excerpt(unknown)) (known: uuid, name, state)")
+                throw .badRequest(
+                    "unknown-field",
+                    "\(path): unknown field \(APIText.excerpt(unknown)) (known: uuid, name, state)"
+                )
             }
             let uuid = try optionalIdentifier(entry, "uuid", path)
             let name = try optionalIdentifier(entry, "name", path)
@@ -88,7 +104,9 @@ enum APIRequestParser {
             let stateText = try string(entry, "state", path)
             guard let state = BelievedState(text: stateText) else {
                 throw .badRequest(
-                    "invalid-field", "\(path).state: \(APIText.excerpt(stateText)) is not Running or Stopped (or PowerOn, PowerOff)")
+                    "invalid-field",
+                    "\(path).state: \(APIText.excerpt(stateText)) is not Running or Stopped (or PowerOn, PowerOff)"
+                )
             }
             let key = uuid.map { "uuid:\($0.lowercased())" } ?? "name:\(name!)"
             guard seen.insert(key).inserted else {
@@ -101,17 +119,22 @@ enum APIRequestParser {
 
     // MARK: Pieces
 
-    private static func object(_ body: [UInt8], allowed: [String], what: String) throws(APIError) -> [String: JSONValue] {
+    private static func object(_ body: [UInt8], allowed: [String], what: String) throws(APIError) -> [String: JSONValue]
+    {
         let value: JSONValue
         do {
             value = try JSONValue.parse(body[...])
         } catch {
             throw .badRequest("malformed-json", "\(what) is not valid JSON: \(error.description)")
         }
-        guard case .object(let fields) = value else { throw .badRequest("malformed-json", "\(what) must be a JSON object") }
+        guard case .object(let fields) = value else {
+            throw .badRequest("malformed-json", "\(what) must be a JSON object")
+        }
         if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw .badRequest(
-                "unknown-field", "unknown field \(APIText.excerpt(unknown)) (known: \(allowed.joined(separator: ", ")))")
+                "unknown-field",
+                "unknown field \(APIText.excerpt(unknown)) (known: \(allowed.joined(separator: ", ")))"
+            )
         }
         return fields
     }
@@ -122,14 +145,22 @@ enum APIRequestParser {
         .badRequest("invalid-field", "\(field) must be \(expected)")
     }
 
-    private static func string(_ fields: [String: JSONValue], _ key: String, _ path: String? = nil) throws(APIError) -> String {
+    private static func string(
+        _ fields: [String: JSONValue],
+        _ key: String,
+        _ path: String? = nil
+    ) throws(APIError) -> String {
         let name = path.map { "\($0).\(key)" } ?? key
         guard let value = fields[key] else { throw missing(name) }
         guard case .string(let text) = value else { throw wrongType(name, "a string") }
         return text
     }
 
-    private static func optionalIdentifier(_ fields: [String: JSONValue], _ key: String, _ path: String) throws(APIError) -> String? {
+    private static func optionalIdentifier(
+        _ fields: [String: JSONValue],
+        _ key: String,
+        _ path: String
+    ) throws(APIError) -> String? {
         switch fields[key] {
         case nil, .null?: return nil
         case .string(let text)?:

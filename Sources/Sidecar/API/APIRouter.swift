@@ -23,7 +23,11 @@ public func buildAPIRouter(_ dependencies: APIDependencies) -> Router<APIRequest
 /// The whole API: authentication in front of the router (so an unauthenticated client learns nothing, not
 /// even which routes exist), error bodies, and request metrics.
 public func buildAPIResponder(_ dependencies: APIDependencies) -> APIResponder {
-    APIResponder(router: buildAPIRouter(dependencies).buildResponder(), token: dependencies.token, metrics: dependencies.metrics)
+    APIResponder(
+        router: buildAPIRouter(dependencies).buildResponder(),
+        token: dependencies.token,
+        metrics: dependencies.metrics
+    )
 }
 
 public struct APIResponder: HTTPResponder {
@@ -96,11 +100,17 @@ struct APIHandlers: Sendable {
         let poolHealth = pools.map { pool -> APIPoolHealth in
             let health = pool.health
             return APIPoolHealth(
-                pool: pool.id, location: pool.location, reachable: health.reachable,
+                pool: pool.id,
+                location: pool.location,
+                reachable: health.reachable,
                 reachableForSeconds: APIRounding.milliseconds(health.since.duration(to: now).seconds),
-                lastGoodBeatMs: health.lastGoodBeatWallMs, lastError: health.lastError, lastErrorMs: health.lastErrorWallMs,
-                beatsOK: health.beatsOK, beatsFailed: health.beatsFailed,
-                ioStuckSeconds: pool.stuckSince.map { APIRounding.milliseconds($0.duration(to: now).seconds) })
+                lastGoodBeatMs: health.lastGoodBeatWallMs,
+                lastError: health.lastError,
+                lastErrorMs: health.lastErrorWallMs,
+                beatsOK: health.beatsOK,
+                beatsFailed: health.beatsFailed,
+                ioStuckSeconds: pool.stuckSince.map { APIRounding.milliseconds($0.duration(to: now).seconds) }
+            )
         }
         let status: String
         if !poolHealth.isEmpty && poolHealth.allSatisfy(\.reachable) && libvirt.connected {
@@ -113,14 +123,24 @@ struct APIHandlers: Sendable {
         let identity = dependencies.identity
         return APIJSON.response(
             APIHealth(
-                status: status, version: dependencies.version, apiVersion: SidecarVersion.api, host: identity.address.description,
-                hostUUID: identity.hostUUID, incarnation: identity.incarnation, bootID: identity.bootID,
-                uptimeSeconds: APIRounding.milliseconds(dependencies.startedAt.duration(to: now).seconds), pools: poolHealth,
-                libvirt: APILibvirtStatus(libvirt)))
+                status: status,
+                version: dependencies.version,
+                apiVersion: SidecarVersion.api,
+                host: identity.address.description,
+                hostUUID: identity.hostUUID,
+                incarnation: identity.incarnation,
+                bootID: identity.bootID,
+                uptimeSeconds: APIRounding.milliseconds(dependencies.startedAt.duration(to: now).seconds),
+                pools: poolHealth,
+                libvirt: APILibvirtStatus(libvirt)
+            )
+        )
     }
 
     func peers() -> Response {
-        APIJSON.response(APIPeerList(checker: own.description, peers: dependencies.peerReports().map(APIPeerReport.init)))
+        APIJSON.response(
+            APIPeerList(checker: own.description, peers: dependencies.peerReports().map(APIPeerReport.init))
+        )
     }
 
     /// CheckOnHost.
@@ -136,10 +156,17 @@ struct APIHandlers: Sendable {
         let nowMs = dependencies.wallClockMs()
         return APIJSON.response(
             APIPeerVMs(
-                host: host.description, verdict: APIVerdict(report.overall), pool: published.pool,
-                sequence: published.record.sequence, incarnation: published.record.incarnation,
-                recordWallTimeMs: published.record.wallTimeMs, confirmedAtMs: Self.confirmedAt(published, nowMs: nowMs),
-                vms: published.record.vms.map(APIVM.init), vmsOmitted: published.record.vmsOmitted))
+                host: host.description,
+                verdict: APIVerdict(report.overall),
+                pool: published.pool,
+                sequence: published.record.sequence,
+                incarnation: published.record.incarnation,
+                recordWallTimeMs: published.record.wallTimeMs,
+                confirmedAtMs: Self.confirmedAt(published, nowMs: nowMs),
+                vms: published.record.vms.map(APIVM.init),
+                vmsOmitted: published.record.vmsOmitted
+            )
+        )
     }
 
     func activity(_ suspect: HostAddress, body: [UInt8]) async throws(APIError) -> Response {
@@ -150,7 +177,12 @@ struct APIHandlers: Sendable {
         let report = dependencies.peerReport(suspect)
         let liveness = Self.isKnown(report) ? report.overall.liveness : nil
         let answer = await ActivityProbe.run(
-            request, pool: pool, liveness: liveness, checker: own, nowMs: dependencies.wallClockMs())
+            request,
+            pool: pool,
+            liveness: liveness,
+            checker: own,
+            nowMs: dependencies.wallClockMs()
+        )
         dependencies.metrics.recordActivity(answer.activity)
         return APIJSON.response(answer)
     }
@@ -159,15 +191,23 @@ struct APIHandlers: Sendable {
         let libvirt = dependencies.libvirt()
         return APIJSON.response(
             APILocalVMs(
-                host: own.description, libvirt: APILibvirtStatus(libvirt), confirmedAtMs: libvirt.confirmedAtMs,
-                vms: dependencies.localVMs().map(APIVM.init)))
+                host: own.description,
+                libvirt: APILibvirtStatus(libvirt),
+                confirmedAtMs: libvirt.confirmedAtMs,
+                vms: dependencies.localVMs().map(APIVM.init)
+            )
+        )
     }
 
     func reconcile(body: [UInt8]) throws(APIError) -> Response {
         let request = try APIRequestParser.reconcile(body: body)
         let nowMs = dependencies.wallClockMs()
         let local = HostVMs(
-            host: own, liveness: .alive, vms: dependencies.localVMs(), confirmedAtMs: dependencies.libvirt().confirmedAtMs)
+            host: own,
+            liveness: .alive,
+            vms: dependencies.localVMs(),
+            confirmedAtMs: dependencies.libvirt().confirmedAtMs
+        )
         var peers: [HostVMs] = []
         var targetKnownWithoutList = false
         for report in dependencies.peerReports() {
@@ -177,8 +217,12 @@ struct APIHandlers: Sendable {
             }
             peers.append(
                 HostVMs(
-                    host: report.peer, liveness: report.overall.liveness, vms: published.record.vms,
-                    confirmedAtMs: Self.confirmedAt(published, nowMs: nowMs)))
+                    host: report.peer,
+                    liveness: report.overall.liveness,
+                    vms: published.record.vms,
+                    confirmedAtMs: Self.confirmedAt(published, nowMs: nowMs)
+                )
+            )
         }
         let target: HostVMs
         let others: [HostVMs]
@@ -197,15 +241,23 @@ struct APIHandlers: Sendable {
         let result = Reconciliation.reconcile(target: target, others: others, believed: request.vms)
         return APIJSON.response(
             APIReconciliation(
-                host: target.host.description, hostVerdict: target.liveness.rawValue, confirmedAtMs: target.confirmedAtMs,
-                checked: request.vms.count, matched: result.matched, mismatches: result.mismatches.map(APIMismatch.init)))
+                host: target.host.description,
+                hostVerdict: target.liveness.rawValue,
+                confirmedAtMs: target.confirmedAtMs,
+                checked: request.vms.count,
+                matched: result.matched,
+                mismatches: result.mismatches.map(APIMismatch.init)
+            )
+        )
     }
 
     func metrics() -> Response {
         let body = dependencies.metrics.render(peers: dependencies.peerReports(), pools: dependencies.pools())
         return Response(
-            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            status: .ok,
+            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: body))
+        )
     }
 
     // MARK: Pieces
@@ -225,7 +277,10 @@ struct APIHandlers: Sendable {
     }
 
     /// Our wall clock when the record last changed (the evidence is on our monotonic clock).
-    static func confirmedAt(_ published: (pool: String, record: HeartbeatRecord, sinceChange: Double), nowMs: Int64) -> Int64 {
+    static func confirmedAt(
+        _ published: (pool: String, record: HeartbeatRecord, sinceChange: Double),
+        nowMs: Int64
+    ) -> Int64 {
         let millis = published.sinceChange * 1000
         guard millis.isFinite, millis >= 0, millis < 1e15 else { return published.record.wallTimeMs }
         return nowMs - Int64(millis)

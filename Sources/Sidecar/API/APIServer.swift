@@ -20,7 +20,9 @@ public struct APIService: Service {
 /// - Parameter onListening: called with the bound address and port once the server listens (with `apiPort`
 ///   0, the port picked).
 public func buildAPIService(
-    settings: APISettings, dependencies: APIDependencies, logger: Logger,
+    settings: APISettings,
+    dependencies: APIDependencies,
+    logger: Logger,
     onListening: @escaping @Sendable (_ address: String, _ port: Int) -> Void = { _, _ in }
 ) throws(APIStartError) -> APIService {
     let tls = try APITLS.serverConfiguration(settings)
@@ -30,28 +32,41 @@ public func buildAPIService(
     let configuredLogger = apiLogger
     let responder = buildAPIResponder(dependencies)
     let configuration = ApplicationConfiguration(
-        address: .hostname(settings.address.description, port: settings.port), serverName: nil)
+        address: .hostname(settings.address.description, port: settings.port),
+        serverName: nil
+    )
     let running: @Sendable (Int?) -> Void = { boundPort in
         let port = boundPort ?? settings.port
         let address = settings.address.description
         configuredLogger.notice(
             "API listening on \(scheme)://\(address):\(port)",
-            metadata: ["clientCertificates": "\(settings.tlsCA == nil ? "not required" : "required")"])
+            metadata: ["clientCertificates": "\(settings.tlsCA == nil ? "not required" : "required")"]
+        )
         onListening(address, port)
     }
     let application: Application<APIResponder>
     if let tls {
         do {
             application = Application(
-                responder: responder, server: try .tls(.http1(), tlsConfiguration: tls), configuration: configuration,
-                onServerRunning: { running($0.localAddress?.port) }, logger: configuredLogger)
+                responder: responder,
+                server: try .tls(.http1(), tlsConfiguration: tls),
+                configuration: configuration,
+                onServerRunning: { running($0.localAddress?.port) },
+                logger: configuredLogger
+            )
         } catch {
-            throw APIStartError("TLS (tlsCertificate \(settings.tlsCertificate ?? "-"), tlsKey \(settings.tlsKey ?? "-")): \(error)")
+            throw APIStartError(
+                "TLS (tlsCertificate \(settings.tlsCertificate ?? "-"), tlsKey \(settings.tlsKey ?? "-")): \(error)"
+            )
         }
     } else {
         application = Application(
-            responder: responder, server: .http1(), configuration: configuration, onServerRunning: { running($0.localAddress?.port) },
-            logger: configuredLogger)
+            responder: responder,
+            server: .http1(),
+            configuration: configuration,
+            onServerRunning: { running($0.localAddress?.port) },
+            logger: configuredLogger
+        )
     }
     return APIService(application: application)
 }
@@ -67,10 +82,15 @@ public enum APITLS {
         if let caPath = settings.tlsCA {
             let roots = try certificates(caPath, key: "tlsCA")
             configuration = .makeServerConfigurationWithMTLS(
-                certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key),
-                trustRoots: .certificates(roots))
+                certificateChain: chain.map { .certificate($0) },
+                privateKey: .privateKey(key),
+                trustRoots: .certificates(roots)
+            )
         } else {
-            configuration = .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            configuration = .makeServerConfiguration(
+                certificateChain: chain.map { .certificate($0) },
+                privateKey: .privateKey(key)
+            )
         }
         configuration.minimumTLSVersion = .tlsv12
         return configuration
@@ -78,7 +98,11 @@ public enum APITLS {
 
     /// For the `kvmha` client commands: trust `caFile` (else the system's roots) and present a client
     /// certificate when both files are given.
-    public static func clientConfiguration(caFile: String?, certificateFile: String?, keyFile: String?) throws(APIStartError)
+    public static func clientConfiguration(
+        caFile: String?,
+        certificateFile: String?,
+        keyFile: String?
+    ) throws(APIStartError)
         -> TLSConfiguration
     {
         var configuration = TLSConfiguration.makeClientConfiguration()

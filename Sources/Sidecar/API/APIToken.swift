@@ -38,26 +38,36 @@ public struct APIToken: Sendable {
             let code = errno
             throw APIStartError(
                 "API token file \(path): \(String(cString: strerror(code)))"
-                    + (code == ENOENT ? " — create it with a random token (e.g. `openssl rand -hex 32 > \(path); chmod 600 \(path)`)" : ""))
+                    + (code == ENOENT
+                        ? " — create it with a random token (e.g. `openssl rand -hex 32 > \(path); chmod 600 \(path)`)"
+                        : "")
+            )
         }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             throw APIStartError("API token file \(path): \(String(cString: strerror(errno)))")
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw APIStartError("API token file \(path) is not a regular file") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw APIStartError("API token file \(path) is not a regular file")
+        }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else {
             throw APIStartError(
-                "API token file \(path) is accessible by group or others (mode \(String(mode, radix: 8))): run `chmod 600 \(path)`")
+                "API token file \(path) is accessible by group or others (mode \(String(mode, radix: 8))): run `chmod 600 \(path)`"
+            )
         }
         guard info.st_uid == geteuid() else {
-            throw APIStartError("API token file \(path) is owned by uid \(info.st_uid), not by the daemon's user (uid \(geteuid()))")
+            throw APIStartError(
+                "API token file \(path) is owned by uid \(info.st_uid), not by the daemon's user (uid \(geteuid()))"
+            )
         }
         var buffer = [UInt8](repeating: 0, count: maxFileBytes + 1)
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count >= 0 else { throw APIStartError("API token file \(path): \(String(cString: strerror(errno)))") }
-        guard count <= maxFileBytes else { throw APIStartError("API token file \(path) is larger than \(maxFileBytes) bytes") }
+        guard count <= maxFileBytes else {
+            throw APIStartError("API token file \(path) is larger than \(maxFileBytes) bytes")
+        }
         let text = String(decoding: buffer[..<count], as: UTF8.self)
         let firstLine = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let token = firstLine.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -79,10 +89,14 @@ public struct APIToken: Sendable {
     /// Reads a token for a client (the `kvmha` commands): no ownership rules, the server enforces them.
     public static func readForClient(path: String) throws(APIStartError) -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw APIStartError("cannot read the API token file \(path) (\(String(cString: strerror(errno)))); give --token-file or run as root")
+            throw APIStartError(
+                "cannot read the API token file \(path) (\(String(cString: strerror(errno)))); give --token-file or run as root"
+            )
         }
         let text = String(decoding: data.prefix(maxFileBytes), as: UTF8.self)
-        let token = (text.split(separator: "\n", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = (text.split(separator: "\n", maxSplits: 1).first ?? "").trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
         guard !token.isEmpty else { throw APIStartError("the API token file \(path) is empty") }
         return token
     }
@@ -112,8 +126,10 @@ public struct APIToken: Sendable {
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "="): sawEquals = true
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"),
+                UInt8(ascii: "/"):
                 if sawEquals { return false }
             default: return false
             }

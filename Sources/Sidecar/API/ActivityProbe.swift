@@ -1,7 +1,8 @@
+public import HeartbeatCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import HeartbeatCore
 
 /// Runs the VM activity check for one suspect on one pool: reads CloudStack's heartbeat file, the activity
 /// memo and the volumes' mtimes on the pool's I/O thread (each call bounded by the pool's `ioTimeout`),
@@ -12,7 +13,11 @@ public enum ActivityProbe {
     ///   - checker: this host, for the memo's temporary file name.
     ///   - nowMs: our wall clock.
     public static func run(
-        _ request: ActivityRequest, pool: Pool, liveness: Liveness?, checker: HostAddress, nowMs: Int64
+        _ request: ActivityRequest,
+        pool: Pool,
+        liveness: Liveness?,
+        checker: HostAddress,
+        nowMs: Int64
     ) async -> APIActivity {
         let suspect = request.suspect
         let heartbeatPath = PoolLayout.cloudStackHeartbeat(suspect)
@@ -27,10 +32,13 @@ public enum ActivityProbe {
             storage = .unreadable("not read: the host is alive by its records")
         } else {
             do {
-                storage = try await pool.call("activity check reads", affectsHealth: false) { files throws(PoolIOError) in
+                storage = try await pool.call("activity check reads", affectsHealth: false) {
+                    files throws(PoolIOError) in
                     .read(
-                        heartbeat: heartbeat(files, heartbeatPath), memo: memo(files, memoPath),
-                        volumes: volumes.map { stat(files, $0) })
+                        heartbeat: heartbeat(files, heartbeatPath),
+                        memo: memo(files, memoPath),
+                        volumes: volumes.map { stat(files, $0) }
+                    )
                 }
             } catch {
                 callError = error
@@ -38,7 +46,14 @@ public enum ActivityProbe {
             }
         }
         let result = ActivityCheck.decide(
-            ActivityInput(suspectTime: request.suspectTime, checkerTime: checkerTime, now: now, liveness: liveness, storage: storage))
+            ActivityInput(
+                suspectTime: request.suspectTime,
+                checkerTime: checkerTime,
+                now: now,
+                liveness: liveness,
+                storage: storage
+            )
+        )
 
         var memoWritten = false
         var memoError: String?
@@ -64,13 +79,23 @@ public enum ActivityProbe {
         default: volumeStats = Array(repeating: nil, count: volumes.count)  // not read: the host is alive
         }
         return APIActivity(
-            host: suspect.description, pool: pool.id, activity: result.activity.rawValue, reason: result.reason.description,
-            reasonCode: result.reason.code, suspectTime: request.suspectTime, checkerTime: checkerTime,
-            hostVerdict: liveness?.rawValue, heartbeatAgeSeconds: result.heartbeatAgeSeconds,
-            newestVolumeMtime: result.newestMtime, comparedWith: result.comparedWith,
+            host: suspect.description,
+            pool: pool.id,
+            activity: result.activity.rawValue,
+            reason: result.reason.description,
+            reasonCode: result.reason.code,
+            suspectTime: request.suspectTime,
+            checkerTime: checkerTime,
+            hostVerdict: liveness?.rawValue,
+            heartbeatAgeSeconds: result.heartbeatAgeSeconds,
+            newestVolumeMtime: result.newestMtime,
+            comparedWith: result.comparedWith,
             volumes: zip(volumes, volumeStats).map { APIVolumeStat(name: $0, stat: $1) },
-            previousMemo: result.previousMemo?.description, memo: result.memoToWrite?.description,
-            memoWritten: memoWritten, memoError: memoError)
+            previousMemo: result.previousMemo?.description,
+            memo: result.memoToWrite?.description,
+            memoWritten: memoWritten,
+            memoError: memoError
+        )
     }
 
     private static func heartbeat(_ files: any PoolFiles, _ path: String) -> HeartbeatFileReading {
@@ -112,7 +137,7 @@ public enum ActivityProbe {
             guard let info = try files.stat(name) else { return .missing }
             guard info.isRegularFile else { return .failed("not a regular file") }
             return .modified(atSeconds: info.mtimeSeconds)
-        } catch where error.errno == ETIMEDOUT {
+        } catch  where error.errno == ETIMEDOUT {
             return .timedOut
         } catch {
             return .failed(error.description)
