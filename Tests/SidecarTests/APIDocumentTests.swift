@@ -111,3 +111,65 @@ struct APIDocumentTests {
         }
     }
 }
+
+/// The hand-written JSON of the hot answers is byte for byte what `JSONEncoder` writes.
+@Suite("API JSON writer")
+struct APIJSONWriterTests {
+    static func verdict(_ liveness: Liveness, _ reason: VerdictReason, _ rng: inout SplitMix) -> PeerVerdict {
+        let pick = rng.next() % 4
+        let evidence = VerdictEvidence(
+            sequence: pick == 0 ? nil : rng.next(),
+            incarnation: pick == 1 ? nil : "inc-\"quoted\"/\\slash\u{1}\n\t\u{7f}é-\(rng.next())",
+            secondsSinceChange: pick == 2 ? nil : Double(rng.next() % 10_000_000) / 1000,
+            secondsObserved: pick == 3 ? nil : [0, 45, 1e-3, 123456.789, 1e16, 0.30000000000000004][Int(rng.next() % 6)],
+            wallClockAgeSeconds: [nil, -3600.25, 0.1, 7][Int(rng.next() % 4)])
+        return PeerVerdict(liveness, reason, evidence: evidence)
+    }
+
+    struct SplitMix {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func peerReportsAndListsMatchJSONEncoder() async throws {
+        var rng = SplitMix(state: 7)
+        let reasons: [(Liveness, VerdictReason)] = [
+            (.alive, .changing), (.dead, .noChange), (.unknown, .ownStorageFailing("EIO \"x\"")),
+            (.unknown, .unusableRecord(.malformed("bad\nline"))), (.unknown, .neverSeen),
+        ]
+        var reports: [HostAddress: PeerReport] = [:]
+        for index in 0..<40 {
+            let host = HostAddress(10, 1, UInt8(index / 200), UInt8(index % 200 + 1))
+            var perPool: [String: PeerVerdict] = [:]
+            for pool in 0...Int(rng.next() % 3) {
+                let (liveness, reason) = reasons[Int(rng.next() % UInt64(reasons.count))]
+                var verdict = Self.verdict(liveness, reason, &rng)
+                // Seen, so the router answers (a peer never seen is 404).
+                verdict.evidence.secondsObserved = verdict.evidence.secondsObserved ?? 12.5
+                perPool["pool-\(pool)"] = verdict
+            }
+            let (liveness, reason) = reasons[Int(rng.next() % UInt64(reasons.count))]
+            reports[host] = PeerReport(peer: host, overall: Self.verdict(liveness, reason, &rng), perPool: perPool)
+        }
+        let fixture = try APIFixture(reports: reports)
+        let expected = reports
+        try await fixture.test { client in
+            for host in expected.keys.sorted() {
+                let response = try await API.get(client, "/v1/peers/\(host)")
+                let decoded = try response.decode(APIPeerReport.self)
+                #expect(Array(response.body.readableBytesView) == APIJSON.encode(decoded), "\(response.text)")
+                #expect(decoded == APIPeerReport(expected[host]!))
+            }
+            let list = try await API.get(client, "/v1/peers")
+            let decoded = try list.decode(APIPeerList.self)
+            #expect(Array(list.body.readableBytesView) == APIJSON.encode(decoded))
+            #expect(decoded.peers.count == expected.count)
+        }
+    }
+}

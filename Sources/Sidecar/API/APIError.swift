@@ -77,6 +77,15 @@ public enum APIJSON {
         return (try? Array(encoder.encode(value))) ?? Array(#"{"error":"internal","message":"encoding failed"}"#.utf8)
     }
 
+    /// The hot answers, without Codable (`APIJSONWriter`).
+    static func response(_ value: some APIJSONWritable, status: HTTPResponse.Status = .ok) -> Response {
+        var writer = APIJSONWriter()
+        value.write(to: &writer)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+    }
+
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         Response(
             status: status,
