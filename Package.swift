@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
+        // HMAC-SHA256 of signed records; already built for HummingbirdTLS (swift-certificates).
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // C libraries: module maps and shims only.
@@ -31,8 +33,10 @@ let package = Package(
         .target(name: "Libvirt", dependencies: ["CLibvirt"], swiftSettings: strict),
         .target(name: "NFS", dependencies: ["CLibNFS"], swiftSettings: strict),
 
-        // Pure decisions: no I/O, imports nothing of ours.
-        .target(name: "HeartbeatCore", swiftSettings: strict),
+        // Pure decisions: no I/O, imports nothing of ours (Crypto only for the records' HMAC).
+        .target(
+            name: "HeartbeatCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
 
         // The daemon: services and adapters.
         .target(
