@@ -122,26 +122,42 @@ public final class Fencer: Service, Sendable {
     }
 
     private func fence() {
-        switch timing.fenceAction {
+        Self.carryOut(
+            timing.fenceAction, markerPath: markerPath,
+            reason: "no beat on any pool for \(DurationText.format(timing.fenceAfter))", logger: logger)
+    }
+
+    /// The dry-run marker's path under the daemon's `stateDir`.
+    public static func dryRunMarkerPath(stateDir: String) -> String { stateDir + "/fenced" }
+
+    /// Carries out `action` now: the daemon's fence, and `kvmha cloudstack heartbeat -c`'s.
+    ///
+    /// - Parameter reason: why, for the dry-run marker.
+    /// - Returns: false when the dry-run marker could not be written.
+    @discardableResult
+    public static func carryOut(_ action: FenceAction, markerPath: String, reason: String, logger: Logger) -> Bool {
+        switch action {
         case .none:
             logger.critical("fence condition met; fenceAction is none: nothing done")
         case .log:
             logger.critical("fence condition met; fenceAction is log: this host would now reboot")
         case .dryRun:
-            let text = "fenced (dry run) at \(WallClock.nowMs()) ms: no beat on any pool for \(DurationText.format(timing.fenceAfter))\n"
+            let text = "fenced (dry run) at \(WallClock.nowMs()) ms: \(reason)\n"
             if FileManager.default.createFile(atPath: markerPath, contents: Data(text.utf8)) {
                 logger.critical("fence condition met; dry run: marker written to \(markerPath)")
             } else {
                 logger.critical("fence condition met; dry run: could not write marker \(markerPath)")
+                return false
             }
         case .reboot:
             logger.critical("fence condition met: rebooting this host now (sysrq b)")
-            Self.rebootNow()
+            rebootNow()
         }
+        return true
     }
 
     /// `sync` can block forever on a dead NFS mount, so it runs on a thread of its own and nobody waits.
-    private static func startSync() {
+    public static func startSync() {
         Thread.detachNewThread { Glibc.sync() }
     }
 

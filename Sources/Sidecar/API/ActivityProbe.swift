@@ -98,7 +98,8 @@ public enum ActivityProbe {
         )
     }
 
-    private static func heartbeat(_ files: any PoolFiles, _ path: String) -> HeartbeatFileReading {
+    /// Reads CloudStack's heartbeat file (on the pool's thread); also used by `kvmha cloudstack`.
+    public static func heartbeat(_ files: any PoolFiles, _ path: String) -> HeartbeatFileReading {
         do {
             switch try files.read(path, maxBytes: CloudStackHeartbeat.maxBytes) {
             case .missing: return .missing
@@ -115,7 +116,8 @@ public enum ActivityProbe {
         }
     }
 
-    private static func memo(_ files: any PoolFiles, _ path: String) -> MemoReading {
+    /// Reads the activity memo (on the pool's thread); also used by `kvmha cloudstack`.
+    public static func memo(_ files: any PoolFiles, _ path: String) -> MemoReading {
         do {
             switch try files.read(path, maxBytes: ActivityMemo.maxBytes) {
             case .missing: return .missing
@@ -132,7 +134,8 @@ public enum ActivityProbe {
         }
     }
 
-    private static func stat(_ files: any PoolFiles, _ name: String) -> VolumeStat {
+    /// Stats one volume file (on the pool's thread); also used by `kvmha cloudstack`.
+    public static func stat(_ files: any PoolFiles, _ name: String) -> VolumeStat {
         do {
             guard let info = try files.stat(name) else { return .missing }
             guard info.isRegularFile else { return .failed("not a regular file") }
