@@ -246,13 +246,36 @@ public struct JSONWriter {
         bytes.reserveCapacity(capacity)
     }
 
+    /// Appends bytes that are JSON text already.
+    public mutating func append(_ text: [UInt8]) {
+        bytes.append(contentsOf: text)
+    }
+
     public mutating func raw(_ text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
     public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
+        // Most strings need no escape: copy them whole.
+        var utf8 = text.utf8
+        let copied = utf8.withContiguousStorageIfAvailable { buffer -> Bool in
+            for byte in buffer where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                return false
+            }
+            bytes.append(contentsOf: buffer)
+            return true
+        }
+        if copied == true {
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
+        if copied == nil {
+            var text = text
+            text.makeContiguousUTF8()
+            utf8 = text.utf8
+        }
+        for byte in utf8 {
             switch byte {
             case UInt8(ascii: "\""): raw("\\\"")
             case UInt8(ascii: "\\"): raw("\\\\")
@@ -271,6 +294,22 @@ public struct JSONWriter {
     }
 
     public mutating func integer(_ value: some BinaryInteger) {
+        if let small = Int64(exactly: value) {
+            // Without a String per number: digits into a stack buffer, most significant first.
+            var magnitude = small.magnitude
+            if small < 0 { bytes.append(UInt8(ascii: "-")) }
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes, more than the 20 digits of UInt64.max
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                var index = buffer.count
+                repeat {
+                    index -= 1
+                    buffer[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                bytes.append(contentsOf: buffer[index...])
+            }
+            return
+        }
         bytes.append(contentsOf: String(value).utf8)
     }
 

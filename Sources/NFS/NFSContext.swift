@@ -123,9 +123,51 @@ public final class NFSContext {
         if st.nfs_size > UInt64(maxBytes) {
             throw tooLarge(path, size: "\(st.nfs_size) bytes", maxBytes: maxBytes)
         }
+        guard let bytes = try readOpened(context, fileHandle, path, size: st.nfs_size, maxBytes: maxBytes) else {
+            throw tooLarge(path, size: "more than \(maxBytes) bytes", maxBytes: maxBytes)
+        }
+        return bytes
+    }
 
+    /// The whole content of `path` if it is a regular file of at most `maxBytes` bytes, without following a
+    /// symbolic link at any step of the path (`O_NOFOLLOW`: libnfs refuses a link with `ELOOP` instead of
+    /// reading it). A directory or special file is opened but never read.
+    ///
+    /// The cheapest read of a small file libnfs 4.0.0 offers: the path's LOOKUPs and an ACCESS (the open), one
+    /// GETATTR (type and size), and one READ sized to the file (its short answer at the end of the file ends the
+    /// read); no separate `lstat`, which would look the path up a second time. Never reads more than
+    /// `maxBytes + 1` bytes. A missing file throws (``NFSError/isNotFound``).
+    public func readRegularFile(_ path: String, maxBytes: Int) throws(NFSError) -> NFSRegularFileRead {
+        precondition(maxBytes >= 0, "maxBytes must not be negative")
+        let context = try usableContext("read", path)
+        var fileHandle: OpaquePointer?
+        let opened = nfs_open(context, path, O_RDONLY | O_NOFOLLOW, &fileHandle)
+        // ELOOP: a symbolic link; EISDIR: a directory (NFSv4 refuses to OPEN one).
+        if opened == -ELOOP || opened == -EISDIR { return .notRegularFile }
+        guard opened == 0, let fileHandle else { throw fail(context, "open", path, opened) }
+        defer { closeFile(context, fileHandle, path) }
+
+        var st = nfs_stat_64()
+        let statted = nfs_fstat64(context, fileHandle, &st)
+        guard statted == 0 else { throw fail(context, "fstat", path, statted) }
+        guard UInt32(truncatingIfNeeded: st.nfs_mode) & 0o170000 == 0o100000 else { return .notRegularFile }
+        if st.nfs_size > UInt64(maxBytes) { return .tooLarge(st.nfs_size) }
+        guard let bytes = try readOpened(context, fileHandle, path, size: st.nfs_size, maxBytes: maxBytes) else {
+            return .tooLarge(UInt64(maxBytes) + 1)
+        }
+        return .bytes(bytes)
+    }
+
+    /// Reads an open file of `size` bytes (as GETATTR said) to its end; nil when it holds more than `maxBytes`.
+    ///
+    /// Asks for one byte more than `size`: a file that did not change answers with fewer bytes than asked, which
+    /// ends the read without another READ; a file that grew is read on, up to `maxBytes + 1` bytes.
+    private func readOpened(
+        _ context: OpaquePointer, _ fileHandle: OpaquePointer, _ path: String, size: UInt64, maxBytes: Int
+    ) throws(NFSError) -> [UInt8]? {
         let limit = maxBytes < Int.max ? maxBytes + 1 : Int.max
-        var buffer = [UInt8](repeating: 0, count: min(limit, Int(st.nfs_size) + 1))
+        let expected = Int(min(size, UInt64(maxBytes)))
+        var buffer = [UInt8](repeating: 0, count: min(limit, expected + 1))
         var total = 0
         let chunk = Self.chunkSize(nfs_get_readmax(context))
         while total < limit {
@@ -139,10 +181,10 @@ public final class NFSContext {
             guard got >= 0 else { throw fail(context, "read", path, got) }
             if got == 0 { break }
             total += Int(got)
+            // A short answer once the expected size is in: the end of the file.
+            if Int(got) < count && total >= expected { break }
         }
-        if total > maxBytes {
-            throw tooLarge(path, size: "more than \(maxBytes) bytes", maxBytes: maxBytes)
-        }
+        if total > maxBytes { return nil }
         buffer.removeSubrange(total...)
         return buffer
     }

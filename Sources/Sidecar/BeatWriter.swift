@@ -35,6 +35,8 @@ public final class BeatWriter: Service, Sendable {
     /// Each pool's part of a beat as it finishes: written or not, and how long it took (metrics).
     private let onPoolBeat: @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void
     private let schedule = Mutex(Schedule())
+    /// Keeps the encoded VM list while it does not change (most beats).
+    private let encoder = Mutex(RecordCodec.CachingEncoder())
 
     public convenience init(
         identity: HostIdentity, pools: [Pool], timing: TimingSettings, logger: Logger,
@@ -123,7 +125,7 @@ public final class BeatWriter: Service, Sendable {
             incarnation: identity.incarnation, sequence: sequenceNumber, wallTimeMs: wallMs,
             intervalMs: Int64(timing.interval.seconds * 1000), vms: inventory()
         )
-        let recordBytes = RecordCodec.encode(record)
+        let recordBytes = encoder.withLock { $0.encode(record) }
         let cloudStackBytes = CloudStackHeartbeat.encode(unixSeconds: wallMs / 1000)
         let address = identity.address
         let token = "\(identity.incarnation.prefix(8))-\(sequenceNumber)"

@@ -94,12 +94,19 @@ public final class DirectoryPoolFiles: PoolFiles {
         guard fstat(fd, &info) == 0 else { throw failure("stat", path) }
         guard (info.st_mode & S_IFMT) == S_IFREG else { return .notRegularFile }
         if info.st_size > maxBytes { return .tooLarge(Int(info.st_size)) }
-        // Read up to one byte past the cap so a file that grew since fstat is still caught.
-        var buffer = [UInt8](repeating: 0, count: maxBytes + 1)
+        // A buffer the size of the file and one byte more, so one read answers with fewer bytes than asked when
+        // the file is as fstat said (the end of the file, no second read for it); a file that grew since is read
+        // on, never beyond one byte past the cap.
+        let expected = Int(info.st_size)
+        var buffer = [UInt8](repeating: 0, count: expected + 1)
         var total = 0
-        while total < buffer.count {
+        while total <= maxBytes {
+            if total == buffer.count {
+                buffer.append(contentsOf: repeatElement(0, count: min(maxBytes + 1 - total, max(total, 4096))))
+            }
+            let asked = buffer.count - total
             let count = buffer.withUnsafeMutableBytes { raw in
-                Glibc.read(fd, raw.baseAddress! + total, raw.count - total)
+                Glibc.read(fd, raw.baseAddress! + total, asked)
             }
             if count < 0 {
                 if errno == EINTR { continue }
@@ -107,6 +114,7 @@ public final class DirectoryPoolFiles: PoolFiles {
             }
             if count == 0 { break }
             total += count
+            if count < asked && total >= expected { break }
         }
         if total > maxBytes { return .tooLarge(total) }
         buffer.removeSubrange(total...)

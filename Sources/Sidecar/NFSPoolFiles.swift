@@ -36,9 +36,10 @@ import Glibc
 ///   COMMITs, so `durable: false` writes are committed too: one extra RPC per write of CloudStack's `hb-`
 ///   file (a `commit:` flag on `writeFile` would save it). When a step fails, the temporary file is removed at
 ///   once if the context still works, else by the next call that mounts afresh.
-/// - `read` never follows a symbolic link (it `lstat`s first and reads only regular files) and never reads
-///   more than `maxBytes + 1` bytes. A file replaced by a symlink between the `lstat` and the open would be
-///   followed once; our writers only ever rename regular files into place.
+/// - `read` never follows a symbolic link: it opens with `O_NOFOLLOW` (libnfs answers `ELOOP` for a link at any
+///   step of the path, without reading it), checks the opened file's type with one GETATTR and reads only a
+///   regular file, with one READ sized to it; never more than `maxBytes + 1` bytes. No separate `lstat`, so
+///   no window between the check and the open, and four RPCs fewer per read.
 /// - `list` never returns `.` or `..`. libnfs has no attribute or data cache that could hide a change: each call
 ///   asks the server (the directory cache is off in `NFSContext`).
 /// - Errors become `PoolIOError` with libnfs's own message and an errno (`ENOENT` for a missing file or folder,
@@ -152,14 +153,14 @@ public final class NFSPoolFiles: PoolFiles {
     public func read(_ path: String, maxBytes: Int) throws(PoolIOError) -> FileRead {
         let file = Self.absolute(path)
         return try perform("read", path) { nfs throws(NFSError) -> FileRead in
-            guard let attributes = try Self.lstatIfPresent(nfs, file) else { return .missing }
-            guard attributes.isRegular else { return .notRegularFile }
-            if attributes.size > UInt64(maxBytes) { return .tooLarge(Int(clamping: attributes.size)) }
             do throws(NFSError) {
-                return .bytes(try nfs.readFile(file, maxBytes: maxBytes))
+                switch try nfs.readRegularFile(file, maxBytes: maxBytes) {
+                case .bytes(let bytes): return .bytes(bytes)
+                case .notRegularFile: return .notRegularFile
+                case .tooLarge(let size): return .tooLarge(Int(clamping: size))
+                }
             } catch {
-                if error.isNotFound { return .missing }  // removed or renamed over since the lstat
-                if error.isFileTooLarge { return .tooLarge(maxBytes + 1) }  // grew since the lstat
+                if error.isNotFound { return .missing }
                 throw error
             }
         }
