@@ -2,7 +2,17 @@
 public enum PeerObservation: Hashable, Sendable {
     case record(HeartbeatRecord)
     case unusable(RecordProblem)
+    /// A record whose signature does not make it evidence of life (`RecordSignature.open`).
+    case untrusted(SignatureProblem)
     case missing
+}
+
+/// How a record was found to be an old one copied back (a replay): never evidence of life.
+public enum RecordReplay: Hashable, Sendable {
+    /// Its sequence is lower than one already seen in the same incarnation.
+    case sequenceWentBackwards
+    /// It belongs to an incarnation the peer had already left.
+    case incarnationLeft
 }
 
 /// Health of the checker's own I/O on one pool. Judging peers needs it: a checker that cannot read
@@ -33,6 +43,24 @@ public struct PeerLiveness<C: Clock>: Sendable where C.Duration == Duration, C.I
     public private(set) var currentlyMissing = false
     /// Set when a record arrived whose sequence went backwards within the same incarnation.
     public private(set) var sawSequenceRegression = false
+    /// The latest observation's signature problem, if its signature did not verify.
+    public private(set) var currentSignatureProblem: SignatureProblem?
+    /// Set while the latest record is a replay: an older sequence of the incarnation last seen, or a record of
+    /// an incarnation the peer has already left. Cleared by the next real change.
+    public private(set) var currentReplay: RecordReplay?
+    /// The incarnations (boot id and incarnation) this peer has left, newest last, a few of them: a record of
+    /// one of them again is an old file copied back, not a restart.
+    private var leftIncarnations: [IncarnationKey] = []
+    private static var leftIncarnationsKept: Int { 8 }
+
+    private struct IncarnationKey: Hashable, Sendable {
+        var bootID: String
+        var incarnation: String
+        init(_ record: HeartbeatRecord) {
+            bootID = record.bootID
+            incarnation = record.incarnation
+        }
+    }
 
     public init(deadAfter: Duration, skewAllowance: Duration? = nil) {
         self.deadAfter = deadAfter
@@ -44,22 +72,45 @@ public struct PeerLiveness<C: Clock>: Sendable where C.Duration == Duration, C.I
         case .missing:
             currentlyMissing = lastRecord != nil
             currentProblem = nil
+            currentSignatureProblem = nil
+            currentReplay = nil
             if firstObserved == nil && lastRecord == nil { return }
         case .unusable(let problem):
             currentProblem = problem
+            currentSignatureProblem = nil
+            currentReplay = nil
+            currentlyMissing = false
+            if firstObserved == nil { firstObserved = now }
+        case .untrusted(let problem):
+            currentSignatureProblem = problem
+            currentProblem = nil
+            currentReplay = nil
             currentlyMissing = false
             if firstObserved == nil { firstObserved = now }
         case .record(let record):
             currentProblem = nil
+            currentSignatureProblem = nil
             currentlyMissing = false
             if let previous = lastRecord {
-                if Self.isChange(from: previous, to: record) {
+                if leftIncarnations.contains(IncarnationKey(record)) {
+                    // An incarnation the peer already left: an old file copied back. Not a sign of life.
+                    currentReplay = .incarnationLeft
+                } else if Self.isChange(from: previous, to: record) {
+                    if IncarnationKey(previous) != IncarnationKey(record) {
+                        leftIncarnations.append(IncarnationKey(previous))
+                        if leftIncarnations.count > Self.leftIncarnationsKept { leftIncarnations.removeFirst() }
+                    }
                     changesSeen += 1
                     lastChange = now
                     lastRecord = record
+                    currentReplay = nil
                 } else if record.sequence < previous.sequence {
                     // Same incarnation going backwards: a replayed or restored old file. Not a sign of life.
                     sawSequenceRegression = true
+                    currentReplay = .sequenceWentBackwards
+                } else if currentReplay != nil {
+                    // The newest record seen again after a replay: no change, but no replay any more either.
+                    currentReplay = nil
                 }
             } else {
                 lastRecord = record
@@ -97,6 +148,12 @@ public struct PeerLiveness<C: Clock>: Sendable where C.Duration == Duration, C.I
         }
         if let problem = currentProblem {
             return PeerVerdict(.unknown, .unusableRecord(problem), evidence: evidence)
+        }
+        if let problem = currentSignatureProblem {
+            return PeerVerdict(.unknown, .untrustedRecord(problem), evidence: evidence)
+        }
+        if let replay = currentReplay {
+            return PeerVerdict(.unknown, .replayedRecord(replay), evidence: evidence)
         }
         guard lastRecord != nil, let lastChange else {
             return PeerVerdict(.unknown, .neverSeen, evidence: evidence)

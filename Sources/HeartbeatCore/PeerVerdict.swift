@@ -22,6 +22,10 @@ public enum VerdictReason: Hashable, Sendable, CustomStringConvertible {
     case neverSeen
     /// The peer's record cannot be used.
     case unusableRecord(RecordProblem)
+    /// The peer's record is readable but its signature does not verify: not evidence of life.
+    case untrustedRecord(SignatureProblem)
+    /// The peer's record is an old one copied back (`RecordReplay`): not evidence of life.
+    case replayedRecord(RecordReplay)
     /// Our own I/O to this pool is failing: we cannot judge anyone through it.
     case ownStorageFailing(String)
     /// Combination over pools.
@@ -39,6 +43,9 @@ public enum VerdictReason: Hashable, Sendable, CustomStringConvertible {
         case .watching: "watching for change (not long enough to decide)"
         case .neverSeen: "no record of this host on this pool"
         case .unusableRecord(let problem): "record unusable: \(problem)"
+        case .untrustedRecord(let problem): "record unusable: \(problem)"
+        case .replayedRecord(.sequenceWentBackwards): "replayed record (sequence went backwards)"
+        case .replayedRecord(.incarnationLeft): "replayed record (an incarnation the host had already left)"
         case .ownStorageFailing(let why): "our own storage I/O is failing (\(why)); cannot judge peers through it"
         case .aliveOnSomePool: "alive on at least one pool"
         case .deadOnEveryReadablePool: "dead on every pool we can read where it was ever seen"
@@ -57,6 +64,8 @@ public enum VerdictReason: Hashable, Sendable, CustomStringConvertible {
         case .watching: "watching"
         case .neverSeen: "never-seen"
         case .unusableRecord(let problem): "unusable-record:\(problem.code)"
+        case .untrustedRecord(let problem): "unusable-record:\(problem.code)"
+        case .replayedRecord: "replayed-record"
         case .ownStorageFailing: "own-storage-failing"
         case .aliveOnSomePool: "alive-on-some-pool"
         case .deadOnEveryReadablePool: "dead-on-every-readable-pool"
