@@ -17,9 +17,10 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 # fuse/libfuse2/python3-venv: the freezable FUSE mount; faketime: clock skew; libvirt-daemon and
 # libvirt-clients: a private libvirtd and virsh as a second client; nfs-ganesha(-vfs) and rpcbind: a real
 # NFS server on loopback; iproute2: network namespaces; openssl: the TLS test's CA; util-linux: setpriv;
-# openipmi (ipmi_sim) and ipmitool: a simulated BMC on loopback for the out-of-band evidence.
+# openipmi (ipmi_sim) and ipmitool: a simulated BMC on loopback for the out-of-band evidence; curl: the HA
+# drill's poller (and the benchmarks); jq: the drill benchmark.
 packages=(fuse libfuse2 faketime python3-venv libvirt-daemon libvirt-clients nfs-ganesha nfs-ganesha-vfs rpcbind
-    iproute2 openssl util-linux openipmi ipmitool)
+    iproute2 openssl util-linux openipmi ipmitool curl jq)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 
 missing=()
