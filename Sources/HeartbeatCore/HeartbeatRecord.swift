@@ -57,6 +57,8 @@ public struct HeartbeatRecord: Hashable, Sendable {
     public var vms: [VMEntry]
     /// VMs left out of `vms` to keep the record within the readers' size cap (active VMs are kept first).
     public var vmsOmitted: Int
+    /// Maintenance or rejoining (`HostMode`); written only when not normal (fields `mode`, `modeReason`).
+    public var mode: HostMode = .normal
 
     public init(
         host: HostAddress, hostUUID: String?, bootID: String, incarnation: String, sequence: UInt64,

@@ -164,6 +164,16 @@ public enum RecordCodec {
         json.raw(",")
         json.key("intervalMs")
         json.integer(record.intervalMs)
+        if record.mode != .normal {
+            json.raw(",")
+            json.key("mode")
+            json.string(record.mode.name)
+            if let reason = record.mode.reason {
+                json.raw(",")
+                json.key("modeReason")
+                json.string(clamp(reason))
+            }
+        }
     }
 
     /// `,"vms":[…]` and `vmsOmitted` when VMs were left out.
@@ -331,7 +341,7 @@ public enum RecordCodec {
         guard let host = HostAddress(hostText) else { throw .malformed("field 'host' is not an IPv4 address") }
         if let expectedHost, host != expectedHost { throw .wrongHost(expected: expectedHost, found: hostText) }
         let hostUUID = try optionalString(body, "hostUUID")
-        let record = HeartbeatRecord(
+        var record = HeartbeatRecord(
             host: host,
             hostUUID: hostUUID,
             bootID: try string(body, "bootID"),
@@ -342,9 +352,20 @@ public enum RecordCodec {
             vms: try vms(body),
             vmsOmitted: body["vmsOmitted"] == nil ? 0 : try integer(body, "vmsOmitted", as: Int.self)
         )
+        record.mode = try mode(name: try optionalString(body, "mode"), reason: try optionalString(body, "modeReason"))
         guard record.intervalMs > 0 else { throw .malformed("field 'intervalMs' must be positive") }
         guard record.vmsOmitted >= 0 else { throw .malformed("field 'vmsOmitted' must not be negative") }
         return record
+    }
+
+    /// `mode` and `modeReason`: absent is normal; a mode this version does not know reads as normal too (a
+    /// newer writer's mode says nothing we could act on), a reason without a mode is malformed.
+    static func mode(name: String?, reason: String?) throws(RecordProblem) -> HostMode {
+        guard let name else {
+            if reason != nil { throw .malformed("field 'modeReason' without 'mode'") }
+            return .normal
+        }
+        return HostMode(name: name, reason: reason) ?? .normal
     }
 
     private static func string(_ object: JSONValue, _ key: String, in context: String = "") throws(RecordProblem) -> String {
@@ -615,6 +636,8 @@ enum RecordFastReader {
             var intervalMs: Int64?
             var vms: [VMEntry]?
             var vmsOmitted: Int64?
+            var modeName: String?
+            var modeReason: String?
             var unknown: [Range<Int>] = []
             if !take(UInt8(ascii: "}")) {
                 while true {
@@ -654,6 +677,12 @@ enum RecordFastReader {
                     } else if keyIs(key, "vmsOmitted") {
                         guard vmsOmitted == nil, let value = smallInteger(allowNegative: true) else { return nil }
                         vmsOmitted = value
+                    } else if keyIs(key, "mode") {
+                        guard modeName == nil, let value = stringValue() else { return nil }
+                        modeName = value
+                    } else if keyIs(key, "modeReason") {
+                        guard modeReason == nil, let value = stringValue() else { return nil }
+                        modeReason = value
                     } else {
                         guard noteUnknownKey(key, in: &unknown), skipValue(depth: 1) else { return nil }
                     }
@@ -667,10 +696,14 @@ enum RecordFastReader {
             else { return nil }
             let omitted = vmsOmitted ?? 0
             guard omitted >= 0 else { return nil }
-            return HeartbeatRecord(
+            // Anything unusual about the mode: the general reader says what.
+            guard let mode = try? RecordCodec.mode(name: modeName, reason: modeReason) else { return nil }
+            var record = HeartbeatRecord(
                 host: address, hostUUID: hostUUID ?? nil, bootID: bootID, incarnation: incarnation,
                 sequence: sequence, wallTimeMs: wallTimeMs, intervalMs: intervalMs, vms: vms,
                 vmsOmitted: Int(omitted))
+            record.mode = mode
+            return record
         }
 
         /// The `vms` list (depth 1), its objects at depth 2, their members at depth 3.

@@ -42,6 +42,16 @@ public struct SidecarSettings: Sendable {
     public var agentProperties = "/etc/cloudstack/agent/agent.properties"
     /// The HTTP API's listener, token and TLS files.
     public var api = APISettings()
+    /// Probe every peer's API port (the same `apiPort`, at the peer's address) once per interval, so that
+    /// CheckOnHost can tell a cut network from a dead host (`PeerNetworkNotes`).
+    public var peerProbe = false
+    /// What the config says about particular peers (their BMCs); file only (`peers:`).
+    public var peers: [PeerSetting] = []
+    /// The root-only file of cluster keys that sign and verify records (`RecordKeyring`); nil: records are
+    /// written unsigned and peers' signatures are not checked.
+    public var recordKeyFile: String?
+    /// How long a retired key (`retired-at=` in the key file) is still accepted.
+    public var keyGracePeriod: Duration = .seconds(600)
 
     public init() {}
 }
@@ -64,8 +74,12 @@ public struct SettingsResolver: Sendable {
     public static let keys: [String] = [
         "hostIP", "hostUUID", "pools", "interval", "ioTimeout", "deadAfter", "fenceAfter", "fenceDelay",
         "fenceAction", "skewAllowance", "logLevel", "libvirtURI", "stateDir", "agentProperties",
-        "apiAddress", "apiPort", "apiTokenFile", "tlsCertificate", "tlsKey", "tlsCA",
+        "apiAddress", "apiPort", "apiTokenFile", "tlsCertificate", "tlsKey", "tlsCA", "peerProbe",
+        "recordKeyFile", "keyGracePeriod",
     ]
+
+    /// Keys of structured values that only the config file can set (no environment variable or flag).
+    public static let fileOnlyKeys: [String] = ["peers"]
 
     public static func environmentName(_ key: String) -> String {
         var out = "KVMHA_"
@@ -108,8 +122,10 @@ public struct SettingsResolver: Sendable {
             case .map(let entries):
                 for key in entries.keys.sorted() {
                     let node = entries[key]!
-                    guard Self.keys.contains(key) else {
-                        problems.append("\(file.name): unknown key '\(key)' (known keys: \(Self.keys.joined(separator: ", ")))")
+                    guard Self.keys.contains(key) || Self.fileOnlyKeys.contains(key) else {
+                        problems.append(
+                            "\(file.name): unknown key '\(key)' (known keys: \((Self.keys + Self.fileOnlyKeys).joined(separator: ", ")))"
+                        )
                         continue
                     }
                     if let problem = apply(key: key, node: node, to: &settings) {
@@ -142,12 +158,26 @@ public struct SettingsResolver: Sendable {
             problems += settings.timing.problems().map { "timing: \($0)" }
             problems += poolProblems(settings.pools)
             problems += settings.api.problems()
+            if settings.peerProbe && settings.api.port == 0 {
+                problems.append(
+                    "peerProbe: the peers' API port is this host's apiPort, which is 0 (a free port picked at start): set a fixed apiPort")
+            }
+            if let hostIP = settings.hostIP, settings.peers.contains(where: { $0.ip == hostIP }) {
+                problems.append("peers: \(hostIP) is this host (hostIP): list only other hosts")
+            }
         }
         guard problems.isEmpty else { throw ConfigError(problems) }
         return settings
     }
 
     private func apply(key: String, node: ConfigNode, to settings: inout SidecarSettings) -> String? {
+        if key == "peers" {
+            switch PeerSetting.list(from: node) {
+            case .success(let peers): settings.peers = peers
+            case .failure(let problem): return problem.text
+            }
+            return nil
+        }
         switch node {
         case .scalar(let text):
             return apply(key: key, text: text, to: &settings)
@@ -248,6 +278,18 @@ public struct SettingsResolver: Sendable {
         case "apiTokenFile":
             guard text.hasPrefix("/") else { return "'\(text)' must be an absolute path" }
             settings.api.tokenFile = text
+        case "recordKeyFile":
+            // Empty switches signing off again in a later layer.
+            let path: String? = text.trimmingSpaces.isEmpty ? nil : text
+            if let path, !path.hasPrefix("/") { return "'\(text)' must be an absolute path" }
+            settings.recordKeyFile = path
+        case "keyGracePeriod": return duration { settings.keyGracePeriod = $0 }
+        case "peerProbe":
+            switch text.trimmingSpaces.lowercased() {
+            case "true", "yes", "on", "1": settings.peerProbe = true
+            case "false", "no", "off", "0", "": settings.peerProbe = false
+            default: return "'\(text)' is not true or false"
+            }
         case "tlsCertificate", "tlsKey", "tlsCA":
             // Empty switches TLS (or client certificates) off again in a later layer.
             let path: String? = text.trimmingSpaces.isEmpty ? nil : text

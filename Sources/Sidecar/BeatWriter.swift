@@ -30,6 +30,8 @@ public final class BeatWriter: Service, Sendable {
     private let pools: PoolSet
     private let timing: TimingSettings
     private let inventory: @Sendable () -> [VMEntry]
+    /// Maintenance or rejoining, written into every record.
+    private let mode: @Sendable () -> HostMode
     private let logger: Logger
     private let onRound: @Sendable (Round) -> Void
     /// Each pool's part of a beat as it finishes: written or not, and how long it took (metrics).
@@ -37,26 +39,33 @@ public final class BeatWriter: Service, Sendable {
     private let schedule = Mutex(Schedule())
     /// Keeps the encoded VM list while it does not change (most beats).
     private let encoder = Mutex(RecordCodec.CachingEncoder())
+    /// Signs every record (`RecordSignature`); nil: records are written unsigned.
+    private let recordKey: RecordKey?
 
     public convenience init(
         identity: HostIdentity, pools: [Pool], timing: TimingSettings, logger: Logger,
         inventory: @escaping @Sendable () -> [VMEntry] = { [] },
         onRound: @escaping @Sendable (Round) -> Void = { _ in },
-        onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in }
+        onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in },
+        recordKey: RecordKey? = nil
     ) {
         self.init(
             identity: identity, pools: PoolSet(pools), timing: timing, logger: logger, inventory: inventory,
-            onRound: onRound, onPoolBeat: onPoolBeat)
+            onRound: onRound, onPoolBeat: onPoolBeat, recordKey: recordKey)
     }
 
     /// - Parameter pools: read at the start of every round, so pools can come and go at run time.
     public init(
         identity: HostIdentity, pools: PoolSet, timing: TimingSettings, logger: Logger,
         inventory: @escaping @Sendable () -> [VMEntry] = { [] },
+        mode: @escaping @Sendable () -> HostMode = { .normal },
         onRound: @escaping @Sendable (Round) -> Void = { _ in },
-        onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in }
+        onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in },
+        recordKey: RecordKey? = nil
     ) {
+        self.recordKey = recordKey
         self.identity = identity
+        self.mode = mode
         self.pools = pools
         self.timing = timing
         self.logger = logger
@@ -120,12 +129,14 @@ public final class BeatWriter: Service, Sendable {
             return state.sequence
         }
         let wallMs = WallClock.nowMs()
-        let record = HeartbeatRecord(
+        var record = HeartbeatRecord(
             host: identity.address, hostUUID: identity.hostUUID, bootID: identity.bootID,
             incarnation: identity.incarnation, sequence: sequenceNumber, wallTimeMs: wallMs,
             intervalMs: Int64(timing.interval.seconds * 1000), vms: inventory()
         )
-        let recordBytes = encoder.withLock { $0.encode(record) }
+        record.mode = mode()
+        let encoded = encoder.withLock { $0.encode(record) }
+        let recordBytes = recordKey.map { RecordSignature.seal(encoded, with: $0) } ?? encoded
         let cloudStackBytes = CloudStackHeartbeat.encode(unixSeconds: wallMs / 1000)
         let address = identity.address
         let token = "\(identity.incarnation.prefix(8))-\(sequenceNumber)"

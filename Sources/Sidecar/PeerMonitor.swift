@@ -22,6 +22,10 @@ public final class PeerMonitor: Service, Sendable {
     private struct State {
         var perPool: [String: [HostAddress: PeerLiveness<ContinuousClock>]] = [:]
         var lastOverall: [HostAddress: Liveness] = [:]
+        /// Per pool, the hosts with CloudStack's `hb-<ip>` there, from the last listing that worked.
+        var cloudStackHosts: [String: Set<HostAddress>] = [:]
+        /// The conflicts of the last round; nil before the first.
+        var conflicts: ConflictSnapshot?
     }
 
     private let identity: HostIdentity
@@ -29,24 +33,42 @@ public final class PeerMonitor: Service, Sendable {
     private let timing: TimingSettings
     private let skewAllowance: Duration?
     private let logger: Logger
+    private let localVMs: @Sendable () -> [VMEntry]
+    private let onConflicts: @Sendable ([ClusterConflict]) -> Void
     private let state = Mutex(State())
+    /// Verifies the peers' record signatures; nil: unsigned mode (signatures are taken off unchecked).
+    private let keyring: RecordKeyring?
     /// Records read per storage call: large enough to keep a 1,000-host scan cheap, small enough that one
     /// call stays well within `ioTimeout`.
     private static let readsPerCall = 64
 
     public convenience init(
-        identity: HostIdentity, pools: [Pool], timing: TimingSettings, skewAllowance: Duration?, logger: Logger
+        identity: HostIdentity, pools: [Pool], timing: TimingSettings, skewAllowance: Duration?, logger: Logger,
+        keyring: RecordKeyring? = nil
     ) {
-        self.init(identity: identity, pools: PoolSet(pools), timing: timing, skewAllowance: skewAllowance, logger: logger)
+        self.init(
+            identity: identity, pools: PoolSet(pools), timing: timing, skewAllowance: skewAllowance, logger: logger,
+            keyring: keyring)
     }
 
-    /// - Parameter pools: read at the start of every scan and report, so pools can come and go at run time.
-    public init(identity: HostIdentity, pools: PoolSet, timing: TimingSettings, skewAllowance: Duration?, logger: Logger) {
+    /// - Parameters:
+    ///   - pools: read at the start of every scan and report, so pools can come and go at run time.
+    ///   - localVMs: this host's VMs, checked with the peers' lists for conflicts after every scan.
+    ///   - onConflicts: told the conflicts of every scan (metrics).
+    public init(
+        identity: HostIdentity, pools: PoolSet, timing: TimingSettings, skewAllowance: Duration?, logger: Logger,
+        localVMs: @escaping @Sendable () -> [VMEntry] = { [] },
+        onConflicts: @escaping @Sendable ([ClusterConflict]) -> Void = { _ in },
+        keyring: RecordKeyring? = nil
+    ) {
+        self.keyring = keyring
         self.identity = identity
         self.pools = pools
         self.timing = timing
         self.skewAllowance = skewAllowance
         self.logger = logger
+        self.localVMs = localVMs
+        self.onConflicts = onConflicts
     }
 
     public func run() async throws {
@@ -65,11 +87,11 @@ public final class PeerMonitor: Service, Sendable {
     /// Reads every pool once and updates each peer's state; logs verdict changes.
     public func scanOnce() async {
         let pools = self.pools.current
-        let results = await withTaskGroup(of: (String, [HostAddress: PeerObservation]?).self) { group in
+        let results = await withTaskGroup(of: (String, PoolScan?).self) { group in
             for pool in pools {
                 group.addTask { (pool.id, await self.scan(pool)) }
             }
-            var results: [String: [HostAddress: PeerObservation]?] = [:]
+            var results: [String: PoolScan?] = [:]
             for await (id, observations) in group { results[id] = observations }
             return results
         }
@@ -78,8 +100,11 @@ public final class PeerMonitor: Service, Sendable {
             // A pool that was removed starts from scratch if it comes back: old history would make a peer
             // that changed meanwhile look alive.
             state.perPool = state.perPool.filter { id, _ in pools.contains { $0.id == id } }
+            state.cloudStackHosts = state.cloudStackHosts.filter { id, _ in pools.contains { $0.id == id } }
             for pool in pools {
-                guard let observations = results[pool.id] ?? nil else { continue }
+                guard let scan = results[pool.id] ?? nil else { continue }
+                let observations = scan.observations
+                state.cloudStackHosts[pool.id] = scan.cloudStackHosts
                 var peers = state.perPool[pool.id] ?? [:]
                 for (peer, observation) in observations {
                     peers[peer, default: PeerLiveness(deadAfter: timing.deadAfter, skewAllowance: skewAllowance)]
@@ -92,6 +117,38 @@ public final class PeerMonitor: Service, Sendable {
             }
         }
         logChanges()
+        updateConflicts()
+    }
+
+    /// The conflicts found by the last scan (split brains, orphaned VMs, hosts without a record); nil before
+    /// the first scan has finished.
+    public func conflicts() -> ConflictSnapshot? {
+        state.withLock { $0.conflicts }
+    }
+
+    private func updateConflicts() {
+        let reports = reports()
+        let (records, cloudStack) = state.withLock { state in
+            (
+                // A record file is there now, usable or not.
+                state.perPool.mapValues { peers in
+                    Set(
+                        peers.filter { _, peer in
+                            !peer.currentlyMissing && (peer.lastRecord != nil || peer.currentProblem != nil)
+                        }.keys)
+                },
+                state.cloudStackHosts
+            )
+        }
+        let snapshot = ConflictSnapshot(
+            identity: identity, localVMs: localVMs(), reports: reports, recordsByPool: records,
+            cloudStackByPool: cloudStack, updatedMs: WallClock.nowMs())
+        let previous = state.withLock { state in
+            defer { state.conflicts = snapshot }
+            return state.conflicts
+        }
+        snapshot.logChanges(since: previous, logger: logger)
+        onConflicts(snapshot.conflicts)
     }
 
     /// Every peer seen on any pool, with its verdicts now.
@@ -155,16 +212,30 @@ public final class PeerMonitor: Service, Sendable {
 
     private func rounded(_ value: Double) -> Double { (value * 10).rounded() / 10 }
 
-    /// Lists the pool's record folder and reads every peer record. nil when our own I/O failed.
-    private func scan(_ pool: Pool) async -> [HostAddress: PeerObservation]? {
+    /// What one scan of a pool found.
+    private struct PoolScan: Sendable {
+        var observations: [HostAddress: PeerObservation]
+        /// Peers with CloudStack's `hb-<ip>` on the pool.
+        var cloudStackHosts: Set<HostAddress>
+    }
+
+    /// Lists the pool's CloudStack and record folders and reads every peer record. nil when our own I/O failed.
+    private func scan(_ pool: Pool) async -> PoolScan? {
         let own = identity.address
         let names: [(HostAddress, String)]
+        let cloudStackHosts: Set<HostAddress>
         do {
-            names = try await pool.call("list records") { files throws(PoolIOError) in
-                try files.list(PoolLayout.recordFolder).compactMap { entry in
+            (names, cloudStackHosts) = try await pool.call("list records") { files throws(PoolIOError) in
+                // CloudStack's folder first: a sidecar writes its record before its `hb-` file, so a host whose
+                // `hb-` file is listed here and that runs a sidecar has its record in the listing that follows.
+                let cloudStack = try files.list(PoolLayout.haFolder).compactMap { entry in
+                    PoolLayout.host(ofCloudStackFileName: entry.name).flatMap { $0 == own ? nil : $0 }
+                }
+                let names = try files.list(PoolLayout.recordFolder).compactMap { entry -> (HostAddress, String)? in
                     guard let host = PoolLayout.host(ofRecordFileName: entry.name), host != own else { return nil }
                     return (host, entry.name)
                 }
+                return (names, Set(cloudStack))
             }
         } catch {
             return nil
@@ -188,24 +259,24 @@ public final class PeerMonitor: Service, Sendable {
             } catch {
                 return nil
             }
+            let wallNow = WallClock.nowMs()
             for (host, read) in reads {
-                observations[host] = Self.observation(host: host, read: read)
+                observations[host] = Self.observation(host: host, read: read, keyring: keyring, wallNowMs: wallNow)
             }
         }
-        return observations
+        return PoolScan(observations: observations, cloudStackHosts: cloudStackHosts)
     }
 
-    static func observation(host: HostAddress, read: Result<FileRead, PoolIOError>) -> PeerObservation {
+    static func observation(
+        host: HostAddress, read: Result<FileRead, PoolIOError>, keyring: RecordKeyring?, wallNowMs: Int64
+    ) -> PeerObservation {
         switch read {
         case .failure(let error): return .unusable(.unreadable(error.message))
         case .success(.missing): return .missing
         case .success(.notRegularFile): return .unusable(.notRegularFile)
         case .success(.tooLarge(let size)): return .unusable(.oversized(size))
         case .success(.bytes(let bytes)):
-            switch RecordCodec.decode(bytes, expectedHost: host) {
-            case .success(let record): return .record(record)
-            case .failure(let problem): return .unusable(problem)
-            }
+            return RecordSignature.observation(of: bytes, expectedHost: host, keyring: keyring, wallNowMs: wallNowMs)
         }
     }
 }

@@ -10,8 +10,13 @@ extension SidecarApp {
         pools: PoolSet,
         monitor: PeerMonitor,
         watcher: DomainWatcher,
+        fencer: Fencer,
+        bmcProbe: BMCProbe? = nil,
+        peerProber: PeerProber? = nil,
+        hostMode: HostModeStore? = nil,
         metrics: APIMetrics,
-        logger: Logger
+        logger: Logger,
+        recordKeyID: String? = nil
     ) throws(APIStartError) -> APIService? {
         guard let token = try APIToken.loadIfPresent(path: settings.api.tokenFile) else {
             logger.error(
@@ -19,15 +24,20 @@ extension SidecarApp {
             )
             return nil
         }
-        let dependencies = APIDependencies(
+        var dependencies = APIDependencies(
             identity: identity,
             pools: pools,
             monitor: monitor,
             token: token,
             metrics: metrics,
             localVMs: { watcher.inventory() },
-            libvirt: { LibvirtStatus(watcher) }
+            libvirt: { LibvirtStatus(watcher) },
+            fencing: { fencer.status }
         )
+        dependencies.recordKeyID = recordKeyID
+        if let bmcProbe { dependencies.bmc = { bmcProbe.snapshots() } }
+        if let peerProber { dependencies.peerProbe = { peerProber.result(for: $0) } }
+        dependencies.hostMode = hostMode
         return try buildAPIService(settings: settings.api, dependencies: dependencies, logger: logger)
     }
 }

@@ -21,6 +21,14 @@ public struct SidecarApp: Sendable {
     public let metrics: APIMetrics
     /// Self-fencing and systemd readiness/watchdog, fed by every beat round.
     public let fencer: Fencer
+    /// Out-of-band power evidence from the BMCs of the peers that have one in the config; nil when none has.
+    public let bmcProbe: BMCProbe?
+    /// TCP probes of the peers' API ports (`peerProbe`); nil when off.
+    public let peerProber: PeerProber?
+    /// The cluster keys that sign our records and verify the peers' (`recordKeyFile`); nil: unsigned mode.
+    public let keyring: RecordKeyring?
+    /// Maintenance (kept across restarts) and rejoining after a fence or an unclean stop.
+    public let hostMode: HostModeStore
     public let logger: Logger
 
     /// How often the VM list is read in full, and libvirt's pools looked at again, besides on every reconnect.
@@ -59,6 +67,15 @@ public struct SidecarApp: Sendable {
             }
         }
         // No pools listed is not an error: they come from libvirt, possibly later (see PoolDiscovery).
+        var keyring: RecordKeyring?
+        if let keyFile = settings.recordKeyFile {
+            do {
+                keyring = try RecordKeyringFile.load(path: keyFile, gracePeriod: settings.keyGracePeriod)
+            } catch {
+                throw StartError(description: error.description)
+            }
+        }
+        self.keyring = keyring
         self.settings = settings
         self.logger = logger
         self.identity = HostIdentity.current(address: address, hostUUID: hostUUID)
@@ -82,8 +99,10 @@ public struct SidecarApp: Sendable {
             : nil
         let fencer = Fencer(
             timing: settings.timing, pools: settings.pools.map(\.uuid),
-            markerPath: settings.stateDir + "/fenced", logger: logger)
+            markerPath: Fencer.dryRunMarkerPath(stateDir: settings.stateDir), logger: logger)
         self.fencer = fencer
+        let hostMode = HostModeStore(stateDir: settings.stateDir, rejoinFor: settings.timing.deadAfter, logger: logger)
+        self.hostMode = hostMode
         let metrics = APIMetrics()
         self.metrics = metrics
         self.writer = BeatWriter(
@@ -92,21 +111,45 @@ public struct SidecarApp: Sendable {
             timing: settings.timing,
             logger: logger,
             inventory: { watcher.inventory() },
+            mode: { hostMode.mode },
             onRound: { fencer.roundCompleted($0) },
-            onPoolBeat: { metrics.recordBeat(pool: $0, ok: $1, latency: $2) }
+            onPoolBeat: { metrics.recordBeat(pool: $0, ok: $1, latency: $2) },
+            recordKey: keyring?.signingKey
         )
         let monitor = PeerMonitor(
             identity: identity,
             pools: poolSet,
             timing: settings.timing,
             skewAllowance: settings.skewAllowance,
-            logger: logger
+            logger: logger,
+            localVMs: { watcher.inventory() },
+            onConflicts: { metrics.recordConflicts($0) },
+            keyring: keyring
         )
         self.monitor = monitor
+        let bmcTargets: [BMCProbe.Target]
+        do {
+            bmcTargets = try BMCProbe.targets(from: settings.peers)
+        } catch {
+            throw StartError(description: error.description)
+        }
+        let bmcProbe =
+            bmcTargets.isEmpty
+            ? nil : BMCProbe(targets: bmcTargets, interval: settings.timing.interval, tool: .locate(), logger: logger)
+        self.bmcProbe = bmcProbe
+        // A connect that takes longer than the I/O deadline is as good as no answer.
+        let peerProber =
+            settings.peerProbe
+            ? PeerProber(
+                port: settings.api.port, interval: settings.timing.interval, timeout: settings.timing.ioTimeout,
+                peers: { monitor.reports().map(\.peer) }, logger: logger)
+            : nil
+        self.peerProber = peerProber
         do {
             self.api = try Self.makeAPIService(
                 settings: settings, identity: identity, pools: poolSet, monitor: monitor, watcher: watcher,
-                metrics: metrics, logger: logger
+                fencer: fencer, bmcProbe: bmcProbe, peerProber: peerProber, hostMode: hostMode, metrics: metrics, logger: logger,
+                recordKeyID: keyring?.signingKey.id
             )
         } catch {
             throw StartError(description: error.description)
@@ -150,9 +193,20 @@ public struct SidecarApp: Sendable {
                 "deadAfter": "\(DurationText.format(settings.timing.deadAfter))",
             ]
         )
+        if let keyring {
+            logger.notice(
+                "records are signed with key \(keyring.signingKey.id); peers' records must carry a valid signature",
+                metadata: ["acceptedKeys": "\(keyring.keys.map(\.description).joined(separator: ", "))"])
+        } else {
+            logger.warning(
+                "records are unsigned (no recordKeyFile): anyone who can write to the pools can fake a peer's record; peers' signatures are not checked"
+            )
+        }
         var services: [any Service] = [watcher]
         if let discovery { services.append(discovery) }
         services += [writer, monitor, fencer]
+        if let bmcProbe { services.append(bmcProbe) }
+        if let peerProber { services.append(peerProber) }
         if let api { services.append(api) }
         let group = ServiceGroup(
             configuration: .init(
@@ -161,7 +215,11 @@ public struct SidecarApp: Sendable {
                 logger: logger
             )
         )
+        hostMode.begin()
+        // Maintenance disarms self-fencing; leaving it arms it again.
+        hostMode.onMaintenanceChange { [fencer] on in fencer.setArmed(!on) }
         try await group.run()
+        hostMode.markCleanStop()
         poolSet.stopAll()
         logger.notice("kvmha sidecar stopped")
     }

@@ -40,6 +40,18 @@ extension CheckHost {
                 rows: rows
             )
         )
+        if let bmc = report.bmc { lines.append(Self.bmcLine(bmc, certainty: report.certainty)) }
         return lines.joined(separator: "\n")
+    }
+
+    /// `bmc: power off (checked 2024-… UTC); certainty: confirmed`, or why there is no power state.
+    static func bmcLine(_ bmc: APIBMCStatus, certainty: String) -> String {
+        let checked = bmc.checkedMs.map { "checked \(DaemonOutput.time($0))" } ?? "never checked"
+        let state: String
+        switch bmc.state {
+        case "on", "off": state = "power \(bmc.state)"
+        default: state = bmc.state.uppercased() + (bmc.error.map { " — \($0)" } ?? "")
+        }
+        return "bmc: \(state) (\(checked)); certainty: \(certainty)"
     }
 }

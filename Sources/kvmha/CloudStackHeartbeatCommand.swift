@@ -156,6 +156,15 @@ struct CloudStackHeartbeatCommand: AsyncParsableCommand {
         }
         CloudStackCommand.bootstrapLogging()
         let logger = Logger(label: "kvmha.cloudstack")
+        // Maintenance (`kvmha maintenance on`) disarms every fence, this one included.
+        let maintenance = HostModeStore(stateDir: settings.stateDir, rejoinFor: .zero, logger: logger).mode
+        if case .maintenance(let reason) = maintenance {
+            let text =
+                "kvmha cloudstack heartbeat -c: the CloudStack agent could not write the heartbeat; this host is in maintenance (\(reason.isEmpty ? "no reason given" : reason)): not fencing"
+            Self.syslogCritical(text)
+            logger.critical("\(text)")
+            return
+        }
         let action = settings.timing.fenceAction
         let message =
             "kvmha cloudstack heartbeat -c: the CloudStack agent could not write the heartbeat to the storage; "

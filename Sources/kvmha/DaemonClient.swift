@@ -234,7 +234,8 @@ enum DaemonOutput {
 
     static func exitCode(for liveness: String) -> Int32 {
         switch liveness {
-        case "alive", "active", "ok": ExitStatus.alive
+        // In maintenance a host is not dead (nothing to restart elsewhere); rejoining is not alive yet.
+        case "alive", "active", "ok", "maintenance": ExitStatus.alive
         case "dead", "inactive", "failing": ExitStatus.dead
         default: ExitStatus.unknown
         }

@@ -13,7 +13,7 @@ struct KVMHA: AsyncParsableCommand {
             connection errors.
             """,
         version: KVMHAVersion.current,
-        subcommands: [Serve.self, Status.self, CheckHost.self, Peers.self, ActivityCommand.self, Vms.self, CloudStackCommand.self]
+        subcommands: [Serve.self, Status.self, CheckHost.self, Peers.self, ActivityCommand.self, Vms.self, Cluster.self, CloudStackCommand.self, Maintenance.self]
     )
 }
 

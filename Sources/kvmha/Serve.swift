@@ -33,6 +33,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
     @Option(name: .customLong("libvirt-uri"), help: "libvirt connection URI.") var libvirtURI: String?
     @Option(name: .customLong("state-dir"), help: "Directory for the daemon's own state.") var stateDir: String?
+    @Flag(name: .customLong("peer-probe"), help: "Probe the peers' API ports (at apiPort) to tell a cut network from a dead host.")
+    var peerProbe = false
+    @Option(name: .customLong("record-key-file"), help: "Root-only file of cluster keys that sign and verify records (empty: unsigned).")
+    var recordKeyFile: String?
+    @Option(name: .customLong("key-grace-period"), help: "How long a retired record key is still accepted (e.g. 10m).")
+    var keyGracePeriod: String?
 
     var overrides: [String: String] {
         var values: [String: String] = [:]
@@ -49,6 +55,9 @@ struct Serve: AsyncParsableCommand {
         values["logLevel"] = logLevel
         values["libvirtURI"] = libvirtURI
         values["stateDir"] = stateDir
+        if peerProbe { values["peerProbe"] = "true" }
+        values["recordKeyFile"] = recordKeyFile
+        values["keyGracePeriod"] = keyGracePeriod
         return values
     }
 

@@ -46,6 +46,18 @@ struct Status: AsyncParsableCommand {
             rows: rows
         )
         if health.pools.isEmpty { lines.append("no pools yet") }
+        if let fencing = health.fencing {
+            switch fencing.state {
+            case "healthy": lines.append("fencing: armed (\(fencing.action)), beats landing")
+            case "alert":
+                lines.append(
+                    "fencing: ALERT (\(fencing.action)): no beat on \(fencing.failingPools.joined(separator: ", ")) "
+                        + "while other pools take them; no fencing for that")
+            case "fencing": lines.append("fencing: FENCING (\(fencing.action)): no beat landed on any pool")
+            case "fenced": lines.append("fencing: FENCED (\(fencing.action))")
+            default: lines.append("fencing: \(fencing.state) (\(fencing.action))")
+            }
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -128,6 +128,9 @@ struct SettingsResolverTests {
         ) {
             $0.api.tlsCA == "/tmp/ca.pem"
         },
+        KeyCase(key: "peerProbe", value: "true", companions: ["apiPort": "7733"]) { $0.peerProbe },
+        KeyCase(key: "recordKeyFile", value: "/etc/kvmha/record-keys") { $0.recordKeyFile == "/etc/kvmha/record-keys" },
+        KeyCase(key: "keyGracePeriod", value: "90s") { $0.keyGracePeriod == .seconds(90) },
     ]
 
     @Test func theKeyTableCoversEveryKey() {
@@ -160,7 +163,7 @@ struct SettingsResolverTests {
         ("apiAddress", "KVMHA_API_ADDRESS", "api-address"),
         ("apiPort", "KVMHA_API_PORT", "api-port"), ("apiTokenFile", "KVMHA_API_TOKEN_FILE", "api-token-file"),
         ("tlsCertificate", "KVMHA_TLS_CERTIFICATE", "tls-certificate"), ("tlsKey", "KVMHA_TLS_KEY", "tls-key"),
-        ("tlsCA", "KVMHA_TLS_CA", "tls-ca"),
+        ("tlsCA", "KVMHA_TLS_CA", "tls-ca"), ("peerProbe", "KVMHA_PEER_PROBE", "peer-probe"),
     ])
     func environmentAndFlagNames(key: String, environment: String, flag: String) {
         #expect(SettingsResolver.environmentName(key) == environment)
@@ -168,6 +171,13 @@ struct SettingsResolverTests {
     }
 
     // MARK: Errors name the key and the source
+
+    @Test func peerProbeNeedsAFixedPortAndABoolean() {
+        let problems = Self.problems(flags: ["peerProbe": "true", "apiPort": "0"])
+        #expect(problems.count == 1 && problems[0].hasPrefix("peerProbe:"), "\(problems)")
+        let wrong = Self.problems(flags: ["peerProbe": "maybe"])
+        #expect(wrong == ["flag --peer-probe: 'maybe' is not true or false"], "\(wrong)")
+    }
 
     @Test func anUnknownFileKeyIsNamed() {
         let problems = Self.problems(file: Self.map(["deadAfer": "40s", "interval": "5s"]))

@@ -224,6 +224,18 @@ struct CloudStackDropInProcessTests {
         }
     }
 
+    @Test("heartbeat -c: a host in maintenance (kvmha maintenance on) is not fenced, whatever fenceAction says")
+    func fenceInMaintenance() async throws {
+        let state = try TempDir(prefix: "kvmha-cs-state")
+        let config = state.appending("sidecar.yaml")
+        try Self.writeFile(config, "fenceAction: dry-run\nstateDir: \(state.path)\n")
+        try Self.writeFile(state.appending("maintenance"), #"{"reason":"disk swap","sinceMs":1700000000000}"# + "\n")
+        let run = try await Self.heartbeat("/mnt/unused", ["-c", "--config", config.path])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stderr.contains { $0.contains("in maintenance (disk swap): not fencing") }, "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: state.appending("fenced").path))
+    }
+
     @Test("heartbeat -c: an unreadable config is exit 78 and no fence")
     func fenceBadConfig() async throws {
         let state = try TempDir(prefix: "kvmha-cs-state")

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import HeartbeatCore
 import Testing
@@ -114,21 +115,44 @@ struct FencingProcessTests {
         #expect(a.process.lines().filter { $0.contains("dry run: marker written") }.count == 1, "fences once")
     }
 
-    @Test("one pool frozen of two: an alert, no fence")
+    @Test("one pool frozen of two: an alert in the log, in health and in metrics; no fence")
     func onePoolOfTwoIsAnAlert() async throws {
         let backing = try TempDir(prefix: "kvmha-pool1")
         let mount = try FreezableMount(backing: backing.url)
         defer { mount.stop() }
         let second = try TempDir(prefix: "kvmha-pool2")
+        let tokens = try TempDir(prefix: "kvmha-token")
+        let token = try TokenFile.make(in: tokens, name: "token")
         let a = try SidecarProcess.start(
             host: "127.0.0.1", pools: ["p1=\(mount.mountpoint.path)", "p2=\(second.path)"], fenceAction: "dry-run",
+            environment: [
+                "KVMHA_API_ADDRESS": "127.0.0.1", "KVMHA_API_PORT": "0", "KVMHA_API_TOKEN_FILE": token.path,
+            ],
             extraArguments: Self.fenceArguments)
         defer { a.stop() }
+        let listening = try await a.process.waitForLine(matching: try .regex("API listening on http://"))
+        let range = try #require(listening.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression))
+        let url = String(listening[range])
         try await a.waitForBeat(2)
+        let healthy = try await runCLI(["status", "--json", "--server", url, "--token-file", token.path])
+        #expect(try healthy.json()[path: "fencing", "state"] as? String == "healthy", "\(healthy)")
         let mark = a.process.lineCount
         try mount.freeze()
         let alert = try await a.process.waitForLine(containing: "alert: no beat on pool(s) p1", after: mark)
         #expect(alert.contains("no fencing"))
+        // The alert is in health (and `kvmha status`) and in the metrics, not only in the log.
+        let status = try await runCLI(["status", "--json", "--server", url, "--token-file", token.path])
+        let fencing = try status.json()["fencing"] as? [String: Any]
+        #expect(fencing?["state"] as? String == "alert", "\(status)")
+        #expect(fencing?["alert"] as? Bool == true)
+        #expect(fencing?["failingPools"] as? [String] == ["p1"])
+        #expect(fencing?["action"] as? String == "dry-run")
+        let text = try await runCLI(["status", "--server", url, "--token-file", token.path])
+        #expect(text.stdout.contains("fencing: ALERT"), "\(text)")
+        let metrics = try await Self.fetch(url + "/metrics", token: token.token)
+        #expect(metrics.contains("kvmha_fence_alert 1"), "\(metrics)")
+        #expect(metrics.contains(#"kvmha_fence_state{state="alert"} 1"#))
+        #expect(metrics.contains("kvmha_fence_failing_pools 1"))
         // Well past fenceAfter + fenceDelay: still no fence.
         let failed = try await a.process.waitForLine(matching: .regex("beat [0-9]+ failed on pool p1"), after: mark)
         let number = Int(failed.split(separator: " ").drop { $0 != "beat" }.dropFirst().first ?? "") ?? 0
@@ -137,6 +161,22 @@ struct FencingProcessTests {
         #expect(!FileManager.default.fileExists(atPath: a.stateDir.path + "/fenced"))
         try mount.thaw()
         try await a.process.waitForLine(containing: "alert cleared", after: mark)
+    }
+
+    /// GET with the bearer token; the body as text.
+    static func fetch(_ url: String, token: String) async throws -> String {
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        do {
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            try await client.shutdown()
+            return String(decoding: body.readableBytesView, as: UTF8.self)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
     }
 
     @Test("unsafe timing: start-up refused with an error naming the keys")

@@ -137,6 +137,29 @@ struct APIJSONWriterTests {
         }
     }
 
+    @Test func probesAndNotesMatchJSONEncoder() async throws {
+        let reachabilities: [PeerReachability] = [
+            .reachable, .refused("Connection \"refused\""), .unreachable("no answer within 800ms\n"),
+        ]
+        for reachability in reachabilities {
+            let probe = PeerProber.Result(reachability: reachability, checkedAt: .now, checkedMs: 1_700_000_000_123)
+            let fixture = try APIFixture(
+                probes: [APIFixture.alivePeer: probe, APIFixture.deadPeer: probe, APIFixture.garbledPeer: probe])
+            try await fixture.test { client in
+                for peer in [APIFixture.alivePeer, APIFixture.deadPeer] {
+                    let response = try await API.get(client, "/v1/peers/\(peer)")
+                    let decoded = try response.decode(APIPeerReport.self)
+                    #expect(Array(response.body.readableBytesView) == APIJSON.encode(decoded), "\(response.text)")
+                    #expect(decoded.api?.state == reachability.state)
+                    #expect(decoded.api?.error == reachability.error)
+                    #expect(decoded.notes.count <= 1)
+                }
+                let list = try await API.get(client, "/v1/peers")
+                #expect(Array(list.body.readableBytesView) == APIJSON.encode(try list.decode(APIPeerList.self)))
+            }
+        }
+    }
+
     @Test func peerReportsAndListsMatchJSONEncoder() async throws {
         var rng = SplitMix(state: 7)
         let reasons: [(Liveness, VerdictReason)] = [

@@ -28,9 +28,15 @@ final class APIFixture: Sendable {
     let reports: [HostAddress: PeerReport]
     let localVMs: [VMEntry]
     let libvirt: LibvirtStatus
+    /// The peer-port probes the API reports (none by default, as with `peerProbe` off).
+    let probes: [HostAddress: PeerProber.Result]
     static let nowMs: Int64 = 1_700_000_000_000
 
-    init(reports: [HostAddress: PeerReport]? = nil, localVMs: [VMEntry]? = nil, libvirtConnected: Bool = true) throws {
+    init(
+        reports: [HostAddress: PeerReport]? = nil, localVMs: [VMEntry]? = nil, libvirtConnected: Bool = true,
+        probes: [HostAddress: PeerProber.Result] = [:]
+    ) throws {
+        self.probes = probes
         folder = try TemporaryFolder(prefix: "kvmha-api-pool")
         let root = folder.path
         pool = Pool(id: "p1", location: root, ioTimeout: .seconds(5), logger: testLogger()) {
@@ -132,7 +138,8 @@ final class APIFixture: Sendable {
         let reports = reports
         let localVMs = localVMs
         let libvirt = libvirt
-        return APIDependencies(
+        let probes = probes
+        var dependencies = APIDependencies(
             identity: identity,
             version: "9.9.9-test",
             token: try! APIToken(Self.token),
@@ -151,6 +158,8 @@ final class APIFixture: Sendable {
             libvirt: { libvirt },
             wallClockMs: { APIFixture.nowMs }
         )
+        dependencies.peerProbe = { probes[$0] }
+        return dependencies
     }
 
     func application() -> Application<APIResponder> {

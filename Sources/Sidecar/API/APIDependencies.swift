@@ -36,8 +36,20 @@ public struct APIDependencies: Sendable {
     /// This host's VMs.
     public var localVMs: @Sendable () -> [VMEntry]
     public var libvirt: @Sendable () -> LibvirtStatus
+    /// The self-fencing policy's state; nil where no fencer runs.
+    public var fencing: @Sendable () -> Fencer.Status? = { nil }
     /// Unix ms.
     public var wallClockMs: @Sendable () -> Int64
+    /// The conflicts of the peer monitor's last round; nil before its first.
+    public var conflicts: @Sendable () -> ConflictSnapshot? = { nil }
+    /// The BMC evidence of every peer with a BMC in the config, from the BMC probe's memory.
+    public var bmc: @Sendable () -> [HostAddress: BMCSnapshot] = { [:] }
+    /// Maintenance and rejoining; nil where no store is kept (router tests that do not need one).
+    public var hostMode: HostModeStore? = nil
+    /// The last recent probe of a peer's API port; nil when none (probing off, or no recent probe).
+    public var peerProbe: @Sendable (HostAddress) -> PeerProber.Result? = { _ in nil }
+    /// The key that signs this host's records; nil when records are unsigned (no `recordKeyFile`).
+    public var recordKeyID: String?
 
     public init(
         identity: HostIdentity,
@@ -73,7 +85,8 @@ public struct APIDependencies: Sendable {
         token: APIToken,
         metrics: APIMetrics,
         localVMs: @escaping @Sendable () -> [VMEntry],
-        libvirt: @escaping @Sendable () -> LibvirtStatus
+        libvirt: @escaping @Sendable () -> LibvirtStatus,
+        fencing: @escaping @Sendable () -> Fencer.Status? = { nil }
     ) {
         self.init(
             identity: identity,
@@ -85,6 +98,8 @@ public struct APIDependencies: Sendable {
             localVMs: localVMs,
             libvirt: libvirt
         )
+        self.fencing = fencing
+        self.conflicts = { monitor.conflicts() }
     }
 }
 

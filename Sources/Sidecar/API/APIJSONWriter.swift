@@ -64,6 +64,10 @@ struct APIJSONWriter {
         if let value { integer(value) } else { raw("null") }
     }
 
+    mutating func optional(_ value: Int64?) {
+        if let value { integer(value) } else { raw("null") }
+    }
+
     mutating func optional(_ value: Double?) {
         if let value { number(value) } else { raw("null") }
     }
@@ -119,11 +123,32 @@ extension APIPoolVerdict: APIJSONWritable {
     }
 }
 
+extension APIBMCStatus: APIJSONWritable {
+    func write(to writer: inout APIJSONWriter) {
+        writer.raw("{")
+        writer.key("checkedMs", first: true)
+        writer.optional(checkedMs)
+        writer.key("error")
+        writer.optional(error)
+        writer.key("state")
+        writer.string(state)
+        writer.raw("}")
+    }
+}
+
 extension APIPeerReport: APIJSONWritable {
     func write(to writer: inout APIJSONWriter) {
         writer.raw("{")
-        writer.key("host", first: true)
+        writer.key("api", first: true)
+        if let api { api.write(to: &writer) } else { writer.raw("null") }
+        writer.key("bmc")
+        if let bmc { bmc.write(to: &writer) } else { writer.raw("null") }
+        writer.key("certainty")
+        writer.string(certainty)
+        writer.key("host")
         writer.string(host)
+        writer.key("notes")
+        writer.array(notes) { writer, note in writer.string(note) }
         writer.key("overall")
         overall.write(to: &writer)
         writer.key("pools")
@@ -139,6 +164,19 @@ extension APIPeerList: APIJSONWritable {
         writer.string(checker)
         writer.key("peers")
         writer.array(peers) { writer, peer in peer.write(to: &writer) }
+        writer.raw("}")
+    }
+}
+
+extension APIPeerProbe: APIJSONWritable {
+    func write(to writer: inout APIJSONWriter) {
+        writer.raw("{")
+        writer.key("checkedMs", first: true)
+        if let checkedMs { writer.integer(checkedMs) } else { writer.raw("null") }
+        writer.key("error")
+        writer.optional(error)
+        writer.key("state")
+        writer.string(state)
         writer.raw("}")
     }
 }

@@ -1,5 +1,5 @@
 import CoreMetrics
-import HeartbeatCore
+public import HeartbeatCore
 public import Prometheus
 
 /// The daemon's metrics, kept in a registry of its own (no global bootstrap, so tests and several daemons
@@ -54,8 +54,28 @@ public final class APIMetrics: Sendable {
         .increment()
     }
 
+    /// The BMC gauges, from the BMC probe's memory: `kvmha_bmc_power` 1 on, 0 off, -1 no power state; and
+    /// `kvmha_bmc_state` 1 for the current state.
+    public func recordBMC(_ statuses: [HostAddress: BMCStatus]) {
+        for (peer, status) in statuses {
+            let power = status.state == .on ? 1 : status.state == .off ? 0 : -1
+            gauge("kvmha_bmc_power", [("peer", peer.description)]).record(power)
+            for state in BMCStatus.State.allCases {
+                gauge("kvmha_bmc_state", [("peer", peer.description), ("state", state.rawValue)])
+                    .record(status.state == state ? 1 : 0)
+            }
+        }
+    }
+
+    /// The conflicts of one peer monitor round, by kind (every kind, zero included).
+    public func recordConflicts(_ conflicts: [ClusterConflict]) {
+        for kind in ClusterConflict.Kind.allCases {
+            gauge("kvmha_conflicts", [("kind", kind.rawValue)]).record(conflicts.filter { $0.kind == kind }.count)
+        }
+    }
+
     /// Sets the gauges read from memory, then renders everything in Prometheus' text format.
-    public func render(peers: [PeerReport], pools: [Pool]) -> [UInt8] {
+    public func render(peers: [PeerReport], pools: [Pool], fencing: Fencer.Status? = nil) -> [UInt8] {
         var counts: [Liveness: Int] = [:]
         for report in peers { counts[report.overall.liveness, default: 0] += 1 }
         for liveness in Liveness.allCases {
@@ -69,6 +89,14 @@ public final class APIMetrics: Sendable {
                 stuck.map { $0.duration(to: now).seconds } ?? 0
             )
             gauge("kvmha_pool_reachable", [("pool", pool.id)]).record(pool.health.reachable ? 1 : 0)
+        }
+        if let fencing {
+            // One series per state, 1 for the current one; and the alert on its own for simple alert rules.
+            for state in ["healthy", "alert", "fencing", "fenced", "disarmed"] {
+                gauge("kvmha_fence_state", [("state", state)]).record(fencing.state == state ? 1 : 0)
+            }
+            gauge("kvmha_fence_alert", []).record(APIFencingStatus(fencing).alert ? 1 : 0)
+            gauge("kvmha_fence_failing_pools", []).record(fencing.failingPools.count)
         }
         return registry.emitToBuffer()
     }

@@ -5,7 +5,7 @@ public import HeartbeatCore
 
 /// A verdict with its evidence.
 public struct APIVerdict: Codable, Sendable, Equatable {
-    /// `alive`, `dead` or `unknown`.
+    /// `alive`, `dead` or `unknown`; `maintenance` or `rejoining` for an alive peer whose record says so.
     public var verdict: String
     public var reason: String
     public var reasonCode: String
@@ -29,6 +29,21 @@ public struct APIVerdict: Codable, Sendable, Equatable {
     }
 
     public var liveness: Liveness? { Liveness(rawValue: verdict) }
+
+    /// An alive peer whose record says `maintenance` or `rejoining` is answered as such (`HostMode.refine`).
+    public mutating func refine(by mode: HostMode) {
+        guard verdict == Liveness.alive.rawValue, mode != .normal else { return }
+        verdict = mode.refine(.alive)
+        reasonCode = mode.name
+        switch mode {
+        case .maintenance(let why):
+            reason = "record changing; in maintenance (self-fencing disarmed): \(why.isEmpty ? "no reason given" : why)"
+        case .rejoining:
+            reason = "record changing; rejoining after a fence or an unclean stop: not to be taken for alive yet"
+        case .normal:
+            break
+        }
+    }
 }
 
 public struct APIPoolVerdict: Codable, Sendable, Equatable {
@@ -44,13 +59,86 @@ public struct APIPoolVerdict: Codable, Sendable, Equatable {
 /// CheckOnHost: one peer's verdict overall and per pool.
 public struct APIPeerReport: Codable, Sendable, Equatable {
     public var host: String
+    /// The storage verdict, its reason qualified by the BMC's evidence when one is configured.
     public var overall: APIVerdict
     public var pools: [APIPoolVerdict]
+    /// `storage`, `confirmed` (dead, and the BMC reports power off) or `conflicting`.
+    public var certainty: String
+    /// The BMC's power state; null when no BMC is configured for this peer.
+    @JSONNullable public var bmc: APIBMCStatus?
+    /// The last probe of the peer's API port (`peerProbe`); null when probing is off or no probe is recent.
+    @JSONNullable public var api: APIPeerProbe?
+    /// What the evidence says together, in sentences for people (`PeerNetworkNotes`); empty when nothing to add.
+    public var notes: [String]
 
     public init(_ report: PeerReport) {
         host = report.peer.description
         overall = APIVerdict(report.overall)
-        pools = report.perPool.keys.sorted().map { APIPoolVerdict(pool: $0, verdict: APIVerdict(report.perPool[$0]!)) }
+        pools = report.perPool.keys.sorted().map { pool in
+            var verdict = APIVerdict(report.perPool[pool]!)
+            if let record = report.perPool[pool]!.evidence.lastRecord { verdict.refine(by: record.mode) }
+            return APIPoolVerdict(pool: pool, verdict: verdict)
+        }
+        // The mode of the freshest record (the one that changed last).
+        let freshest = report.perPool.values.filter { $0.evidence.lastRecord != nil }
+            .min { ($0.evidence.secondsSinceChange ?? .infinity) < ($1.evidence.secondsSinceChange ?? .infinity) }
+        if let mode = freshest?.evidence.lastRecord?.mode { overall.refine(by: mode) }
+        certainty = VerdictCertainty.storage.rawValue
+        bmc = nil
+        api = nil
+        notes = []
+    }
+
+    /// Adds the last probe of the peer's API port and what it means next to the storage verdict.
+    public mutating func add(probe: PeerProber.Result?, liveness: Liveness) {
+        guard let probe else { return }
+        api = APIPeerProbe(
+            state: probe.reachability.state, checkedMs: probe.checkedMs, error: probe.reachability.error)
+        notes += PeerNetworkNotes.notes(overall: liveness, reachability: probe.reachability)
+    }
+
+    /// With the BMC's evidence heard (`BMCEvidence.combine` over `report.overall`).
+    public init(_ report: PeerReport, bmc evidence: BMCVerdict?) {
+        self.init(report)
+        guard let evidence else { return }
+        overall.reason = evidence.reason.description
+        overall.reasonCode = evidence.reason.code
+        certainty = evidence.certainty.rawValue
+        bmc = APIBMCStatus(evidence.bmc)
+    }
+}
+
+/// The last TCP probe of a peer's API port.
+public struct APIPeerProbe: Codable, Sendable, Equatable {
+    /// `reachable`, `refused` (the host answered, nothing listens) or `unreachable` (no answer in time).
+    public var state: String
+    /// When the probe finished, Unix ms.
+    @JSONNullable public var checkedMs: Int64?
+    @JSONNullable public var error: String?
+
+    public init(state: String, checkedMs: Int64?, error: String?) {
+        self.state = state
+        self.checkedMs = checkedMs
+        self.error = error
+    }
+}
+
+/// A peer's BMC, as last read.
+public struct APIBMCStatus: Codable, Sendable, Equatable {
+    /// `on`, `off`, `unreachable`, `error`, or `unknown` (no reading yet, or the last one is stale).
+    public var state: String
+    /// When the reading was taken, Unix ms.
+    @JSONNullable public var checkedMs: Int64?
+    @JSONNullable public var error: String?
+
+    public init(state: String, checkedMs: Int64?, error: String?) {
+        self.state = state
+        self.checkedMs = checkedMs
+        self.error = error
+    }
+
+    public init(_ status: BMCStatus) {
+        self.init(state: status.state.rawValue, checkedMs: status.checkedMs, error: status.error)
     }
 }
 
@@ -118,6 +206,19 @@ public struct APILibvirtStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// `Health.records`: signed mode (a key file is configured) or unsigned.
+public struct APIRecordSigning: Codable, Sendable, Equatable {
+    /// Records are signed, and peers' records are only evidence of life with a valid signature.
+    public var signed: Bool
+    /// The key that signs this host's records.
+    @JSONNullable public var keyID: String?
+
+    public init(keyID: String?) {
+        self.signed = keyID != nil
+        self.keyID = keyID
+    }
+}
+
 public struct APIHealth: Codable, Sendable, Equatable {
     /// `ok` (every pool reachable, libvirt connected), `degraded`, or `failing` (no pool reachable).
     public var status: String
@@ -130,6 +231,12 @@ public struct APIHealth: Codable, Sendable, Equatable {
     public var uptimeSeconds: Double
     public var pools: [APIPoolHealth]
     public var libvirt: APILibvirtStatus
+    /// The self-fencing policy's state; null where no fencer runs (router tests).
+    @JSONNullable public var fencing: APIFencingStatus?
+    /// Whether this host signs its records and checks the peers' signatures.
+    public var records: APIRecordSigning
+    /// Maintenance or rejoining; null where no host mode is kept (router tests).
+    @JSONNullable public var mode: APIHostMode?
 
     public init(
         status: String,
@@ -141,8 +248,12 @@ public struct APIHealth: Codable, Sendable, Equatable {
         bootID: String,
         uptimeSeconds: Double,
         pools: [APIPoolHealth],
-        libvirt: APILibvirtStatus
+        libvirt: APILibvirtStatus,
+        fencing: APIFencingStatus? = nil,
+        mode: APIHostMode? = nil,
+        records: APIRecordSigning = APIRecordSigning(keyID: nil)
     ) {
+        self.records = records
         self.status = status
         self.version = version
         self.apiVersion = apiVersion
@@ -153,6 +264,34 @@ public struct APIHealth: Codable, Sendable, Equatable {
         self.uptimeSeconds = uptimeSeconds
         self.pools = pools
         self.libvirt = libvirt
+        self.fencing = fencing
+        self.mode = mode
+    }
+}
+
+/// What the fencer last decided: `healthy`; `alert` (some pools fail while others take beats: an alert, not
+/// a reason to fence); `fencing` (no beat landed anywhere for `fenceAfter`, action pending `fenceDelay`);
+/// `fenced` (the action ran); `disarmed`.
+public struct APIFencingStatus: Codable, Sendable, Equatable {
+    public var state: String
+    /// True in `alert`, `fencing` and `fenced`: someone should look at this host's storage.
+    public var alert: Bool
+    /// The configured `fenceAction`.
+    public var action: String
+    /// The pools whose beats fail, in `alert`.
+    public var failingPools: [String]
+
+    public init(state: String, alert: Bool, action: String, failingPools: [String]) {
+        self.state = state
+        self.alert = alert
+        self.action = action
+        self.failingPools = failingPools
+    }
+
+    public init(_ status: Fencer.Status) {
+        self.init(
+            state: status.state, alert: ["alert", "fencing", "fenced"].contains(status.state),
+            action: status.action.rawValue, failingPools: status.failingPools.sorted())
     }
 }
 

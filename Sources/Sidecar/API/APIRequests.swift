@@ -119,7 +119,7 @@ enum APIRequestParser {
 
     // MARK: Pieces
 
-    private static func object(_ body: [UInt8], allowed: [String], what: String) throws(APIError) -> [String: JSONValue]
+    static func object(_ body: [UInt8], allowed: [String], what: String) throws(APIError) -> [String: JSONValue]
     {
         let value: JSONValue
         do {

@@ -15,7 +15,12 @@ public func buildAPIRouter(_ dependencies: APIDependencies) -> Router<APIRequest
         return try await handlers.activity(suspect, body: try await APIHandlers.body(of: request))
     }
     router.get("/v1/vms") { _, _ in handlers.localVMs() }
+    router.get("/v1/conflicts") { _, _ in try handlers.conflicts() }
     router.post("/v1/reconcile") { request, _ in try handlers.reconcile(body: try await APIHandlers.body(of: request)) }
+    router.get("/v1/maintenance") { _, _ in try handlers.hostMode() }
+    router.post("/v1/maintenance") { request, _ in
+        try handlers.setMaintenance(body: try await APIHandlers.body(of: request))
+    }
     router.get("/metrics") { _, _ in handlers.metrics() }
     return router
 }
@@ -132,20 +137,34 @@ struct APIHandlers: Sendable {
                 bootID: identity.bootID,
                 uptimeSeconds: APIRounding.milliseconds(dependencies.startedAt.duration(to: now).seconds),
                 pools: poolHealth,
-                libvirt: APILibvirtStatus(libvirt)
+                libvirt: APILibvirtStatus(libvirt),
+                fencing: dependencies.fencing().map(APIFencingStatus.init),
+                mode: dependencies.hostMode.map { APIHostMode($0.snapshot()) },
+                records: APIRecordSigning(keyID: dependencies.recordKeyID)
             )
         )
     }
 
     func peers() -> Response {
-        APIJSON.response(
-            APIPeerList(checker: own.description, peers: dependencies.peerReports().map(APIPeerReport.init))
+        let bmc = dependencies.bmc()
+        return APIJSON.response(
+            APIPeerList(
+                checker: own.description,
+                peers: dependencies.peerReports().map { report in
+                    var answer = APIPeerReport(report, bmc: bmc[report.peer]?.combine(report.overall))
+                    answer.add(probe: dependencies.peerProbe(report.peer), liveness: report.overall.liveness)
+                    return answer
+                }
+            )
         )
     }
 
-    /// CheckOnHost.
+    /// CheckOnHost: the storage verdict, with the BMC's evidence from memory when the peer has one.
     func peer(_ host: HostAddress) throws(APIError) -> Response {
-        APIJSON.response(APIPeerReport(try knownReport(host)))
+        let report = try knownReport(host)
+        var answer = APIPeerReport(report, bmc: dependencies.bmc()[host]?.combine(report.overall))
+        answer.add(probe: dependencies.peerProbe(host), liveness: report.overall.liveness)
+        return APIJSON.response(answer)
     }
 
     func peerVMs(_ host: HostAddress) throws(APIError) -> Response {
@@ -252,7 +271,9 @@ struct APIHandlers: Sendable {
     }
 
     func metrics() -> Response {
-        let body = dependencies.metrics.render(peers: dependencies.peerReports(), pools: dependencies.pools())
+        dependencies.metrics.recordBMC(dependencies.bmc().mapValues(\.status))
+        let body = dependencies.metrics.render(
+            peers: dependencies.peerReports(), pools: dependencies.pools(), fencing: dependencies.fencing())
         return Response(
             status: .ok,
             headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
