@@ -59,6 +59,10 @@ public struct HeartbeatRecord: Hashable, Sendable {
     public var vmsOmitted: Int
     /// Maintenance or rejoining (`HostMode`); written only when not normal (fields `mode`, `modeReason`).
     public var mode: HostMode = .normal
+    /// The writer's verdict on each peer it watches (`alive`, `dead`, `unknown`, `maintenance`, `rejoining`,
+    /// `isolated`): xha's heartbeat matrix, one row per record. Written only when not empty (field `peers`),
+    /// at most `RecordCodec.maxPeerViews` entries.
+    public var peerViews: [HostAddress: String] = [:]
 
     public init(
         host: HostAddress, hostUUID: String?, bootID: String, incarnation: String, sequence: UInt64,

@@ -67,6 +67,8 @@ public enum RecordCodec {
     static let checksumTag = "crc32c "
     static let maxStringLength = 256
     static let maxVMs = 2048
+    /// Peer views kept in a record (the lowest addresses first); a CloudStack cluster has far fewer hosts.
+    public static let maxPeerViews = 256
 
     /// Encodes a record that every reader accepts: strings are cut to the readers' cap (at a character
     /// boundary), and when the VM list would push the file past `maxBytes` or `maxVMs`, VMs are left out —
@@ -173,6 +175,18 @@ public enum RecordCodec {
                 json.key("modeReason")
                 json.string(clamp(reason))
             }
+        }
+        if !record.peerViews.isEmpty {
+            json.raw(",")
+            json.key("peers")
+            json.raw("{")
+            for (index, peer) in record.peerViews.keys.sorted().prefix(maxPeerViews).enumerated() {
+                if index > 0 { json.raw(",") }
+                json.string(peer.description)
+                json.raw(":")
+                json.string(clamp(record.peerViews[peer]!))
+            }
+            json.raw("}")
         }
     }
 
@@ -353,9 +367,26 @@ public enum RecordCodec {
             vmsOmitted: body["vmsOmitted"] == nil ? 0 : try integer(body, "vmsOmitted", as: Int.self)
         )
         record.mode = try mode(name: try optionalString(body, "mode"), reason: try optionalString(body, "modeReason"))
+        record.peerViews = try peerViews(body["peers"])
         guard record.intervalMs > 0 else { throw .malformed("field 'intervalMs' must be positive") }
         guard record.vmsOmitted >= 0 else { throw .malformed("field 'vmsOmitted' must not be negative") }
         return record
+    }
+
+    /// `peers`: an object of IPv4 addresses to verdict strings.
+    static func peerViews(_ value: JSONValue?) throws(RecordProblem) -> [HostAddress: String] {
+        guard let value, value != .null else { return [:] }
+        guard case .object(let members) = value else { throw .malformed("field 'peers' is not an object") }
+        guard members.count <= maxPeerViews else { throw .malformed("field 'peers' has more than \(maxPeerViews) entries") }
+        var views: [HostAddress: String] = [:]
+        for (key, verdict) in members {
+            guard let peer = HostAddress(key) else { throw .malformed("field 'peers': '\(key.prefix(64))' is not an IPv4 address") }
+            guard case .string(let text) = verdict, text.utf8.count <= maxStringLength else {
+                throw .malformed("field 'peers': the verdict on \(peer) is not a string of at most \(maxStringLength) bytes")
+            }
+            views[peer] = text
+        }
+        return views
     }
 
     /// `mode` and `modeReason`: absent is normal; a mode this version does not know reads as normal too (a
@@ -638,6 +669,7 @@ enum RecordFastReader {
             var vmsOmitted: Int64?
             var modeName: String?
             var modeReason: String?
+            var peerViews: [HostAddress: String]?
             var unknown: [Range<Int>] = []
             if !take(UInt8(ascii: "}")) {
                 while true {
@@ -683,6 +715,9 @@ enum RecordFastReader {
                     } else if keyIs(key, "modeReason") {
                         guard modeReason == nil, let value = stringValue() else { return nil }
                         modeReason = value
+                    } else if keyIs(key, "peers") {
+                        guard peerViews == nil, let value = peerMap() else { return nil }
+                        peerViews = value
                     } else {
                         guard noteUnknownKey(key, in: &unknown), skipValue(depth: 1) else { return nil }
                     }
@@ -703,7 +738,28 @@ enum RecordFastReader {
                 sequence: sequence, wallTimeMs: wallTimeMs, intervalMs: intervalMs, vms: vms,
                 vmsOmitted: Int(omitted))
             record.mode = mode
+            record.peerViews = peerViews ?? [:]
             return record
+        }
+
+        /// The `peers` object: plain dotted addresses to plain strings; anything else goes to the general reader.
+        mutating func peerMap() -> [HostAddress: String]? {
+            guard take(UInt8(ascii: "{")) else { return nil }
+            var views: [HostAddress: String] = [:]
+            if take(UInt8(ascii: "}")) { return views }
+            while true {
+                skipSpace()
+                guard let key = plainString(), key.count <= 15, take(UInt8(ascii: ":")) else { return nil }
+                skipSpace()
+                guard let peer = HostAddress(String(decoding: UnsafeBufferPointer(rebasing: bytes[key]), as: UTF8.self)),
+                    views[peer] == nil, let verdict = stringValue()
+                else { return nil }
+                views[peer] = verdict
+                guard views.count <= RecordCodec.maxPeerViews else { return nil }
+                if take(UInt8(ascii: ",")) { continue }
+                guard take(UInt8(ascii: "}")) else { return nil }
+                return views
+            }
         }
 
         /// The `vms` list (depth 1), its objects at depth 2, their members at depth 3.

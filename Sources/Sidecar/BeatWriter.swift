@@ -32,6 +32,8 @@ public final class BeatWriter: Service, Sendable {
     private let inventory: @Sendable () -> [VMEntry]
     /// Maintenance or rejoining, written into every record.
     private let mode: @Sendable () -> HostMode
+    /// This host's verdict on every peer, written into every record (the heartbeat matrix).
+    private let peerViews: @Sendable () -> [HostAddress: String]
     private let logger: Logger
     private let onRound: @Sendable (Round) -> Void
     /// Each pool's part of a beat as it finishes: written or not, and how long it took (metrics).
@@ -59,6 +61,7 @@ public final class BeatWriter: Service, Sendable {
         identity: HostIdentity, pools: PoolSet, timing: TimingSettings, logger: Logger,
         inventory: @escaping @Sendable () -> [VMEntry] = { [] },
         mode: @escaping @Sendable () -> HostMode = { .normal },
+        peerViews: @escaping @Sendable () -> [HostAddress: String] = { [:] },
         onRound: @escaping @Sendable (Round) -> Void = { _ in },
         onPoolBeat: @escaping @Sendable (_ pool: String, _ ok: Bool, _ latency: Duration) -> Void = { _, _, _ in },
         recordKey: RecordKey? = nil
@@ -66,6 +69,7 @@ public final class BeatWriter: Service, Sendable {
         self.recordKey = recordKey
         self.identity = identity
         self.mode = mode
+        self.peerViews = peerViews
         self.pools = pools
         self.timing = timing
         self.logger = logger
@@ -135,6 +139,7 @@ public final class BeatWriter: Service, Sendable {
             intervalMs: Int64(timing.interval.seconds * 1000), vms: inventory()
         )
         record.mode = mode()
+        record.peerViews = peerViews()
         let encoded = encoder.withLock { $0.encode(record) }
         let recordBytes = recordKey.map { RecordSignature.seal(encoded, with: $0) } ?? encoded
         let cloudStackBytes = CloudStackHeartbeat.encode(unixSeconds: wallMs / 1000)

@@ -105,17 +105,6 @@ public struct SidecarApp: Sendable {
         self.hostMode = hostMode
         let metrics = APIMetrics()
         self.metrics = metrics
-        self.writer = BeatWriter(
-            identity: identity,
-            pools: poolSet,
-            timing: settings.timing,
-            logger: logger,
-            inventory: { watcher.inventory() },
-            mode: { hostMode.mode },
-            onRound: { fencer.roundCompleted($0) },
-            onPoolBeat: { metrics.recordBeat(pool: $0, ok: $1, latency: $2) },
-            recordKey: keyring?.signingKey
-        )
         let monitor = PeerMonitor(
             identity: identity,
             pools: poolSet,
@@ -127,6 +116,27 @@ public struct SidecarApp: Sendable {
             keyring: keyring
         )
         self.monitor = monitor
+        // A connect that takes longer than the I/O deadline is as good as no answer.
+        let peerProber =
+            settings.peerProbe
+            ? PeerProber(
+                port: settings.api.port, interval: settings.timing.interval, timeout: settings.timing.ioTimeout,
+                peers: { monitor.reports().map(\.peer) }, logger: logger)
+            : nil
+        self.peerProber = peerProber
+        self.writer = BeatWriter(
+            identity: identity,
+            pools: poolSet,
+            timing: settings.timing,
+            logger: logger,
+            inventory: { watcher.inventory() },
+            mode: { hostMode.mode },
+            // The matrix row: this host's answer on every peer, as CheckOnHost gives it.
+            peerViews: { Self.peerViews(monitor.reports(), prober: peerProber) },
+            onRound: { fencer.roundCompleted($0) },
+            onPoolBeat: { metrics.recordBeat(pool: $0, ok: $1, latency: $2) },
+            recordKey: keyring?.signingKey
+        )
         let bmcTargets: [BMCProbe.Target]
         do {
             bmcTargets = try BMCProbe.targets(from: settings.peers)
@@ -137,14 +147,6 @@ public struct SidecarApp: Sendable {
             bmcTargets.isEmpty
             ? nil : BMCProbe(targets: bmcTargets, interval: settings.timing.interval, tool: .locate(), logger: logger)
         self.bmcProbe = bmcProbe
-        // A connect that takes longer than the I/O deadline is as good as no answer.
-        let peerProber =
-            settings.peerProbe
-            ? PeerProber(
-                port: settings.api.port, interval: settings.timing.interval, timeout: settings.timing.ioTimeout,
-                peers: { monitor.reports().map(\.peer) }, logger: logger)
-            : nil
-        self.peerProber = peerProber
         do {
             self.api = try Self.makeAPIService(
                 settings: settings, identity: identity, pools: poolSet, monitor: monitor, watcher: watcher,
@@ -177,6 +179,18 @@ public struct SidecarApp: Sendable {
             accesses.append(PoolAccess(kind: .path, location: "") { DirectoryPoolFiles(root: "") })
         }
         return Pool(id: setting.uuid, accesses: accesses, ioTimeout: ioTimeout, logger: logger)
+    }
+
+    /// This host's answer on every peer, as CheckOnHost gives it: the row of the heartbeat matrix that goes
+    /// into its record.
+    static func peerViews(_ reports: [PeerReport], prober: PeerProber?) -> [HostAddress: String] {
+        var views: [HostAddress: String] = [:]
+        for report in reports {
+            var answer = APIPeerReport(report)
+            answer.add(probe: prober?.result(for: report.peer), liveness: report.overall.liveness)
+            views[report.peer] = answer.overall.verdict
+        }
+        return views
     }
 
     /// Runs until SIGTERM or SIGINT.

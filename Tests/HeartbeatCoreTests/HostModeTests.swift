@@ -66,3 +66,46 @@ struct HostModeTests {
         #expect(!StartupProtection.mustRejoin(fenced: false, uncleanStop: false))
     }
 }
+
+@Suite("The heartbeat matrix in records")
+struct PeerViewsRecordTests {
+    @Test("peer views round-trip, through the fast reader and the general one alike")
+    func roundTrip() throws {
+        var record = Fixture.record(vms: [Fixture.vm])
+        record.peerViews = [
+            HostAddress(10, 1, 2, 4): "alive", HostAddress(10, 1, 2, 5): "isolated", HostAddress(10, 9, 0, 1): "dead",
+        ]
+        record.mode = .maintenance(reason: "x")
+        let encoded = RecordCodec.encode(record)
+        #expect(try RecordCodec.decode(encoded, expectedHost: Fixture.host).get() == record)
+        #expect(try RecordCodec.decodeGenerally(encoded, expectedHost: Fixture.host) == record)
+        let fast = encoded.withUnsafeBufferPointer { RecordFastReader.record(in: $0, expectedHost: Fixture.host) }
+        #expect(fast == record, "the fast reader reads plain peer views itself")
+        var caching = RecordCodec.CachingEncoder()
+        #expect(caching.encode(record) == encoded)
+        #expect(caching.encode(record) == encoded)
+        let text = String(decoding: encoded, as: UTF8.self)
+        #expect(text.contains(#""peers":{"10.1.2.4":"alive","10.1.2.5":"isolated","10.9.0.1":"dead"}"#), "\(text)")
+    }
+
+    @Test("bad peer views are malformed records with a reason, never a crash", arguments: [
+        #"[]"#, #"{"not-an-ip":"alive"}"#, #"{"10.0.0.1":1}"#, #""alive""#,
+    ])
+    func malformed(json: String) {
+        let bytes = Fixture.frame(Fixture.object(Fixture.members + [(key: "peers", json: json)]))
+        guard case .failure(.malformed(let message)) = RecordCodec.decode(bytes, expectedHost: Fixture.host) else {
+            Issue.record("accepted peers \(json)")
+            return
+        }
+        #expect(message.contains("peers"))
+    }
+
+    @Test("at most maxPeerViews views are written, the lowest addresses first")
+    func capped() throws {
+        var record = Fixture.record()
+        for index in 0..<300 { record.peerViews[HostAddress(10, 2, UInt8(index / 250), UInt8(index % 250 + 1))] = "alive" }
+        let decoded = try RecordCodec.decode(RecordCodec.encode(record), expectedHost: Fixture.host).get()
+        #expect(decoded.peerViews.count == RecordCodec.maxPeerViews)
+        #expect(decoded.peerViews.keys.max()! < record.peerViews.keys.sorted()[RecordCodec.maxPeerViews])
+    }
+}

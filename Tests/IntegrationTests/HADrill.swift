@@ -729,7 +729,8 @@ struct DrillRun {
             if clock.now >= nextPoll {
                 for checker in [a, c] where firstDead[checker.letter] == nil {
                     let answer = try await poller.get(checker, "/v1/peers/\(b.ip)")
-                    if verdict(answer) == "dead" { firstDead[checker.letter] = answer }
+                    // B's API still answers (its management link is up): `isolated` is the precise form of dead.
+                    if ["dead", "isolated"].contains(verdict(answer)) { firstDead[checker.letter] = answer }
                 }
                 nextPoll = clock.now + 0.2
             }
@@ -769,6 +770,32 @@ struct DrillRun {
                 text,
                 fencedAt.map { $0 < answer.sentAt } ?? false,
                 at: answer.receivedAt
+            )
+        }
+        // The heartbeat matrix as evidence: A's answer on B carries C's view of B (from C's record) and says
+        // `isolated` (B's API answers). C's record catches up within an interval or two.
+        var matrix: DrillAnswer?
+        let matrixDeadline = clock.now + 3 * timing.interval + 2
+        while clock.now < matrixDeadline {
+            let answer = try await poller.get(a, "/v1/peers/\(b.ip)")
+            matrix = answer
+            let views = answer.json["views"] as? [[String: Any]] ?? []
+            if views.contains(where: { $0["host"] as? String == c.ip && ["dead", "isolated"].contains($0["verdict"] as? String ?? "") }) {
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        if let matrix {
+            let views = (matrix.json["views"] as? [[String: Any]] ?? []).map {
+                "\($0["host"] as? String ?? "?") says \($0["verdict"] as? String ?? "?")"
+            }
+            let cSays = (matrix.json["views"] as? [[String: Any]] ?? []).first { $0["host"] as? String == c.ip }?["verdict"]
+                as? String
+            timeline.check(
+                "A: CheckOnHost(B), heartbeat matrix",
+                "\(verdictText(matrix)); other hosts' records on B: \(views.isEmpty ? "none" : views.joined(separator: ", "))",
+                verdict(matrix) == "isolated" && ["dead", "isolated"].contains(cSays ?? ""),
+                at: matrix.receivedAt
             )
         }
         // B, cut from storage, must not condemn anyone.

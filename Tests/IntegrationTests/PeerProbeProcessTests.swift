@@ -172,11 +172,12 @@ struct PeerProbeProcessTests {
         try pair.heal()
         _ = try await Self.waitFor("B reachable again", askA) { $0[path: "api", "state"] as? String == "reachable" }
 
-        // B's storage freezes, its API keeps answering: dead by storage, and the note says isolated.
+        // B's storage freezes, its API keeps answering: dead by storage, answered `isolated`, and the note says so.
         try mount.freeze()
-        let isolated = try await Self.waitFor("B dead by storage, API reachable", askA) {
-            $0[path: "overall", "verdict"] as? String == "dead"
+        let isolated = try await Self.waitFor("B isolated: dead by storage, API reachable", askA) {
+            $0[path: "overall", "verdict"] as? String == "isolated"
         }
+        #expect(isolated[path: "overall", "reasonCode"] as? String == "isolated", "\(isolated)")
         #expect(isolated[path: "api", "state"] as? String == "reachable", "\(isolated)")
         #expect((isolated["notes"] as? [String])?.first?.hasPrefix("isolated from storage") == true, "\(isolated)")
         try mount.thaw()

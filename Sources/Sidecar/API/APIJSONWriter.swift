@@ -153,6 +153,21 @@ extension APIPeerReport: APIJSONWritable {
         overall.write(to: &writer)
         writer.key("pools")
         writer.array(pools) { writer, pool in pool.write(to: &writer) }
+        writer.key("sees")
+        writer.array(sees) { writer, view in view.write(to: &writer) }
+        writer.key("views")
+        writer.array(views) { writer, view in view.write(to: &writer) }
+        writer.raw("}")
+    }
+}
+
+extension APIPeerView: APIJSONWritable {
+    func write(to writer: inout APIJSONWriter) {
+        writer.raw("{")
+        writer.key("host", first: true)
+        writer.string(host)
+        writer.key("verdict")
+        writer.string(verdict)
         writer.raw("}")
     }
 }

@@ -70,6 +70,10 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
     @JSONNullable public var api: APIPeerProbe?
     /// What the evidence says together, in sentences for people (`PeerNetworkNotes`); empty when nothing to add.
     public var notes: [String]
+    /// The heartbeat matrix, column: what the other hosts' records say about this peer.
+    public var views: [APIPeerView]
+    /// The heartbeat matrix, row: what this peer's own record says about the others.
+    public var sees: [APIPeerView]
 
     public init(_ report: PeerReport) {
         host = report.peer.description
@@ -87,6 +91,8 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
         bmc = nil
         api = nil
         notes = []
+        views = []
+        sees = []
     }
 
     /// Adds the last probe of the peer's API port and what it means next to the storage verdict.
@@ -95,6 +101,41 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
         api = APIPeerProbe(
             state: probe.reachability.state, checkedMs: probe.checkedMs, error: probe.reachability.error)
         notes += PeerNetworkNotes.notes(overall: liveness, reachability: probe.reachability)
+        // Dead by storage while its API answers: not simply dead, isolated from storage (and, if its fencing
+        // did not fire, possibly still running its VMs).
+        if overall.verdict == Liveness.dead.rawValue, probe.reachability == .reachable {
+            overall.verdict = "isolated"
+            overall.reasonCode = "isolated"
+            overall.reason =
+                "record not changing for deadAfter while the sidecar's API answers: the host is up and cut from storage"
+        }
+    }
+
+    /// Adds the heartbeat matrix: every other host's view of this peer (from their freshest records), and
+    /// this peer's own view of the others; a note when its own record says it cannot see hosts we see alive.
+    public mutating func add(matrixFrom reports: [PeerReport], checker: HostAddress) {
+        guard let peer = HostAddress(host) else { return }
+        for report in reports where report.peer != peer {
+            if let verdict = Self.freshestRecord(report)?.peerViews[peer] {
+                views.append(APIPeerView(host: report.peer.description, verdict: verdict))
+            }
+        }
+        guard let own = reports.first(where: { $0.peer == peer }).flatMap(Self.freshestRecord) else { return }
+        sees = own.peerViews.keys.sorted().map { APIPeerView(host: $0.description, verdict: own.peerViews[$0]!) }
+        // Hosts alive to us (or us) that this peer's record calls dead or unknown: it cannot see them.
+        let aliveToUs = Set(reports.filter { $0.overall.liveness == .alive }.map(\.peer)).union([checker])
+        let unseen = own.peerViews.filter { aliveToUs.contains($0.key) && ["dead", "unknown", "isolated"].contains($0.value) }
+        if !unseen.isEmpty && overall.verdict == Liveness.alive.rawValue {
+            notes.append(
+                "this host's record says it cannot see \(unseen.keys.sorted().map(\.description).joined(separator: ", ")) (\(unseen.count == 1 ? "that host is" : "those hosts are") alive to us): it is cut off from them, not they from storage"
+            )
+        }
+    }
+
+    static func freshestRecord(_ report: PeerReport) -> HeartbeatRecord? {
+        report.perPool.values.filter { $0.evidence.lastRecord != nil }
+            .min { ($0.evidence.secondsSinceChange ?? .infinity) < ($1.evidence.secondsSinceChange ?? .infinity) }?
+            .evidence.lastRecord
     }
 
     /// With the BMC's evidence heard (`BMCEvidence.combine` over `report.overall`).
@@ -105,6 +146,17 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
         overall.reasonCode = evidence.reason.code
         certainty = evidence.certainty.rawValue
         bmc = APIBMCStatus(evidence.bmc)
+    }
+}
+
+/// One cell of the heartbeat matrix: `host`'s verdict, as its own record states it.
+public struct APIPeerView: Codable, Sendable, Equatable {
+    public var host: String
+    public var verdict: String
+
+    public init(host: String, verdict: String) {
+        self.host = host
+        self.verdict = verdict
     }
 }
 

@@ -147,12 +147,14 @@ struct APIHandlers: Sendable {
 
     func peers() -> Response {
         let bmc = dependencies.bmc()
+        let reports = dependencies.peerReports()
         return APIJSON.response(
             APIPeerList(
                 checker: own.description,
-                peers: dependencies.peerReports().map { report in
+                peers: reports.map { report in
                     var answer = APIPeerReport(report, bmc: bmc[report.peer]?.combine(report.overall))
                     answer.add(probe: dependencies.peerProbe(report.peer), liveness: report.overall.liveness)
+                    answer.add(matrixFrom: reports, checker: own)
                     return answer
                 }
             )
@@ -164,6 +166,7 @@ struct APIHandlers: Sendable {
         let report = try knownReport(host)
         var answer = APIPeerReport(report, bmc: dependencies.bmc()[host]?.combine(report.overall))
         answer.add(probe: dependencies.peerProbe(host), liveness: report.overall.liveness)
+        answer.add(matrixFrom: dependencies.peerReports(), checker: own)
         return APIJSON.response(answer)
     }
 
