@@ -30,44 +30,16 @@ public struct BMCCredentials: Sendable, Equatable {
     /// Reads `path`. Refuses a file that is not a regular file owned by the user the daemon runs as, or that
     /// group or others may access at all, as for the API token.
     public static func load(path: String) throws(APIStartError) -> BMCCredentials {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            throw APIStartError(
-                "BMC credentials file \(path): \(String(cString: strerror(code)))"
-                    + (code == ENOENT
-                        ? " — create it with `user=NAME` and `password=SECRET` lines, then `chmod 600 \(path)`" : "")
-            )
-        }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw APIStartError("BMC credentials file \(path): \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw APIStartError("BMC credentials file \(path) is not a regular file")
-        }
-        let mode = info.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
-            throw APIStartError(
-                "BMC credentials file \(path) is accessible by group or others (mode \(String(mode, radix: 8))): run `chmod 600 \(path)`"
-            )
-        }
-        guard info.st_uid == geteuid() else {
-            throw APIStartError(
-                "BMC credentials file \(path) is owned by uid \(info.st_uid), not by the daemon's user (uid \(geteuid()))"
-            )
-        }
-        var buffer = [UInt8](repeating: 0, count: maxFileBytes + 1)
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count >= 0 else {
-            throw APIStartError("BMC credentials file \(path): \(String(cString: strerror(errno)))")
-        }
-        guard count <= maxFileBytes else {
-            throw APIStartError("BMC credentials file \(path) is larger than \(maxFileBytes) bytes")
+        let bytes: [UInt8]
+        do {
+            bytes = try PrivateFile.contents(
+                path, what: "BMC credentials file \(path)", maxBytes: maxFileBytes,
+                missingHint: " — create it with `user=NAME` and `password=SECRET` lines, then `chmod 600 \(path)`")
+        } catch {
+            throw APIStartError(error.description)
         }
         do {
-            return try parse(String(decoding: buffer[..<count], as: UTF8.self))
+            return try parse(String(decoding: bytes, as: UTF8.self))
         } catch {
             throw APIStartError("BMC credentials file \(path): \(error.description)")
         }

@@ -19,48 +19,17 @@ public enum RecordKeyringFile {
     /// Reads and parses `path`. Refuses a file that is not a regular file owned by the user the daemon runs as,
     /// or that group or others may access at all.
     public static func load(path: String, gracePeriod: Duration) throws(LoadError) -> RecordKeyring {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            throw LoadError(
-                "record key file \(path): \(String(cString: strerror(code)))"
-                    + (code == ENOENT
-                        ? " — create it with a key line (e.g. `(umask 077; echo \"k1 $(openssl rand -hex 32)\" > \(path))`) and give the same file to every host of the cluster"
-                        : code == ELOOP ? " (a symlink; not followed)" : "")
+        let bytes: [UInt8]
+        do {
+            bytes = try PrivateFile.contents(
+                path, what: "record key file \(path)", maxBytes: maxFileBytes,
+                missingHint:
+                    " — create it with a key line (e.g. `(umask 077; echo \"k1 $(openssl rand -hex 32)\" > \(path))`) and give the same file to every host of the cluster"
             )
+        } catch {
+            throw LoadError(error.description)
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw LoadError("record key file \(path): \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw LoadError("record key file \(path) is not a regular file")
-        }
-        let mode = info.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
-            throw LoadError(
-                "record key file \(path) is accessible by group or others (mode \(String(mode, radix: 8))): run `chmod 600 \(path)`"
-            )
-        }
-        guard info.st_uid == geteuid() else {
-            throw LoadError(
-                "record key file \(path) is owned by uid \(info.st_uid), not by the daemon's user (uid \(geteuid()))"
-            )
-        }
-        var buffer = [UInt8](repeating: 0, count: maxFileBytes + 1)
-        var total = 0
-        while total <= maxFileBytes {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw LoadError("record key file \(path): \(String(cString: strerror(errno)))") }
-            if count == 0 { break }
-            total += count
-        }
-        guard total <= maxFileBytes else {
-            throw LoadError("record key file \(path) is larger than \(maxFileBytes) bytes")
-        }
-        guard let text = String(validating: buffer[..<total], as: UTF8.self) else {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw LoadError("record key file \(path) is not UTF-8 text")
         }
         do {

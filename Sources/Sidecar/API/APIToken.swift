@@ -33,42 +33,15 @@ public struct APIToken: Sendable {
     /// Reads the token from `path` (its first line). Refuses a file that is not a regular file owned by the
     /// user the daemon runs as, or that group or others may access at all.
     public static func load(path: String) throws(APIStartError) -> APIToken {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            throw APIStartError(
-                "API token file \(path): \(String(cString: strerror(code)))"
-                    + (code == ENOENT
-                        ? " — create it with a random token (e.g. `openssl rand -hex 32 > \(path); chmod 600 \(path)`)"
-                        : "")
-            )
+        let bytes: [UInt8]
+        do {
+            bytes = try PrivateFile.contents(
+                path, what: "API token file \(path)", maxBytes: maxFileBytes,
+                missingHint: " — create it with a random token (e.g. `openssl rand -hex 32 > \(path); chmod 600 \(path)`)")
+        } catch {
+            throw APIStartError(error.description)
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw APIStartError("API token file \(path): \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw APIStartError("API token file \(path) is not a regular file")
-        }
-        let mode = info.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
-            throw APIStartError(
-                "API token file \(path) is accessible by group or others (mode \(String(mode, radix: 8))): run `chmod 600 \(path)`"
-            )
-        }
-        guard info.st_uid == geteuid() else {
-            throw APIStartError(
-                "API token file \(path) is owned by uid \(info.st_uid), not by the daemon's user (uid \(geteuid()))"
-            )
-        }
-        var buffer = [UInt8](repeating: 0, count: maxFileBytes + 1)
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count >= 0 else { throw APIStartError("API token file \(path): \(String(cString: strerror(errno)))") }
-        guard count <= maxFileBytes else {
-            throw APIStartError("API token file \(path) is larger than \(maxFileBytes) bytes")
-        }
-        let text = String(decoding: buffer[..<count], as: UTF8.self)
+        let text = String(decoding: bytes, as: UTF8.self)
         let firstLine = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let token = firstLine.trimmingCharacters(in: .whitespacesAndNewlines)
         do {
