@@ -41,6 +41,16 @@ extension CheckHost {
             )
         )
         if let bmc = report.bmc { lines.append(Self.bmcLine(bmc, certainty: report.certainty)) }
+        if let api = report.api {
+            lines.append("api: \(api.state)\(api.error.map { " — \($0)" } ?? "") (probed \(DaemonOutput.time(api.checkedMs)))")
+        }
+        if !report.views.isEmpty {
+            lines.append("other hosts' records on it: " + report.views.map { "\($0.host) \($0.verdict)" }.joined(separator: ", "))
+        }
+        if !report.sees.isEmpty {
+            lines.append("its record on the others: " + report.sees.map { "\($0.host) \($0.verdict)" }.joined(separator: ", "))
+        }
+        lines += report.notes.map { "note: \($0)" }
         return lines.joined(separator: "\n")
     }
 
