@@ -122,9 +122,10 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
         }
         guard let own = reports.first(where: { $0.peer == peer }).flatMap(Self.freshestRecord) else { return }
         sees = own.peerViews.keys.sorted().map { APIPeerView(host: $0.description, verdict: own.peerViews[$0]!) }
-        // Hosts alive to us (or us) that this peer's record calls dead or unknown: it cannot see them.
+        // Hosts alive to us (or us) that this peer's record calls dead: it cannot see them. (Not `unknown`: a
+        // host that has just started says that of everyone until it has watched them for a while.)
         let aliveToUs = Set(reports.filter { $0.overall.liveness == .alive }.map(\.peer)).union([checker])
-        let unseen = own.peerViews.filter { aliveToUs.contains($0.key) && ["dead", "unknown", "isolated"].contains($0.value) }
+        let unseen = own.peerViews.filter { aliveToUs.contains($0.key) && ["dead", "isolated"].contains($0.value) }
         if !unseen.isEmpty && overall.verdict == Liveness.alive.rawValue {
             notes.append(
                 "this host's record says it cannot see \(unseen.keys.sorted().map(\.description).joined(separator: ", ")) (\(unseen.count == 1 ? "that host is" : "those hosts are") alive to us): it is cut off from them, not they from storage"
