@@ -146,7 +146,7 @@ public struct RecordKeyring: Sendable {
     /// Whether a record signed with `key` is accepted at wall-clock time `wallNowMs`.
     public func accepts(_ key: RecordKey, wallNowMs: Int64) -> Bool {
         guard let retiredAtMs = key.retiredAtMs else { return true }
-        let graceMs = gracePeriod.components.seconds * 1000 + gracePeriod.components.attoseconds / 1_000_000_000_000_000
+        let graceMs = gracePeriod.wholeMilliseconds
         let (end, overflow) = retiredAtMs.addingReportingOverflow(graceMs)
         return overflow || wallNowMs <= end
     }

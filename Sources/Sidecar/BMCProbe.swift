@@ -78,7 +78,7 @@ public final class BMCProbe: Service, Sendable {
         if tool.executable == nil {
             logger.error("BMC evidence off: \(IPMITool.installHint)")
         }
-        try? await cancelWhenGracefulShutdown { [self] in
+        await cancelWhenGracefulShutdown { [self] in
             await withTaskGroup(of: Void.self) { group in
                 for target in targets {
                     group.addTask { await self.probeForever(target) }

@@ -186,10 +186,3 @@ public final class HostModeStore: Sendable {
         }
     }
 }
-
-extension Duration {
-    fileprivate var wholeMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}

@@ -119,7 +119,7 @@ public final class PeerProber: Service, Sendable {
             let left = ContinuousClock.now.duration(to: deadline)
             guard left > .zero else { break }
             var fds = pending.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
-            let milliseconds = Int32(clamping: max(1, left.milliseconds))
+            let milliseconds = Int32(clamping: max(1, left.wholeMilliseconds))
             let ready = poll(&fds, nfds_t(fds.count), milliseconds)
             if ready < 0 && errno == EINTR { continue }
             guard ready > 0 else { continue }
@@ -154,12 +154,5 @@ extension HostAddress {
     fileprivate var networkOrder: UInt32 {
         let (a, b, c, d) = octets
         return (UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)).bigEndian
-    }
-}
-
-extension Duration {
-    fileprivate var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HeartbeatCore
 import Sidecar
 
 struct Maintenance: AsyncParsableCommand {
@@ -34,9 +35,15 @@ struct Maintenance: AsyncParsableCommand {
         let action = self.action
         var body: [UInt8]?
         if action != .status {
-            var fields: [String: JSONValueText] = ["maintenance": .bool(action == .on)]
-            if let reason { fields["reason"] = .string(reason) }
-            body = JSONValueText.object(fields)
+            var json = JSONWriter(capacity: 64)
+            json.raw(action == .on ? #"{"maintenance":true"# : #"{"maintenance":false"#)
+            if let reason {
+                json.raw(",")
+                json.key("reason")
+                json.string(reason)
+            }
+            json.raw("}")
+            body = json.bytes
         }
         let requestBody = body
         let mode = try await DaemonClient.with(daemon) { client throws(DaemonError) in
@@ -60,43 +67,5 @@ struct Maintenance: AsyncParsableCommand {
         default:
             print("normal: not in maintenance; self-fencing armed as configured")
         }
-    }
-}
-
-/// Just enough JSON to write a small request body with the reason escaped.
-enum JSONValueText {
-    case bool(Bool)
-    case string(String)
-
-    static func object(_ fields: [String: JSONValueText]) -> [UInt8] {
-        let members = fields.keys.sorted().map { key -> String in
-            let value: String
-            switch fields[key]! {
-            case .bool(let flag): value = flag ? "true" : "false"
-            case .string(let text): value = quote(text)
-            }
-            return "\(quote(key)):\(value)"
-        }
-        return Array("{\(members.joined(separator: ","))}".utf8)
-    }
-
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }

@@ -1,5 +1,5 @@
-public import HeartbeatCore
-public import Hummingbird
+import HeartbeatCore
+import Hummingbird
 
 /// This host's mode: `normal`, `maintenance` (self-fencing disarmed by an operator; kept across restarts) or
 /// `rejoining` (after a fence or an unclean stop, for one `deadAfter`).

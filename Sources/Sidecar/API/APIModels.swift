@@ -84,9 +84,7 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
             return APIPoolVerdict(pool: pool, verdict: verdict)
         }
         // The mode of the freshest record (the one that changed last).
-        let freshest = report.perPool.values.filter { $0.evidence.lastRecord != nil }
-            .min { ($0.evidence.secondsSinceChange ?? .infinity) < ($1.evidence.secondsSinceChange ?? .infinity) }
-        if let mode = freshest?.evidence.lastRecord?.mode { overall.refine(by: mode) }
+        if let mode = APIHandlers.freshestRecord(report)?.record.mode { overall.refine(by: mode) }
         certainty = VerdictCertainty.storage.rawValue
         bmc = nil
         api = nil
@@ -116,11 +114,12 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
     public mutating func add(matrixFrom reports: [PeerReport], checker: HostAddress) {
         guard let peer = HostAddress(host) else { return }
         for report in reports where report.peer != peer {
-            if let verdict = Self.freshestRecord(report)?.peerViews[peer] {
+            if let verdict = APIHandlers.freshestRecord(report)?.record.peerViews[peer] {
                 views.append(APIPeerView(host: report.peer.description, verdict: verdict))
             }
         }
-        guard let own = reports.first(where: { $0.peer == peer }).flatMap(Self.freshestRecord) else { return }
+        guard let own = reports.first(where: { $0.peer == peer }).flatMap({ APIHandlers.freshestRecord($0)?.record })
+        else { return }
         sees = own.peerViews.keys.sorted().map { APIPeerView(host: $0.description, verdict: own.peerViews[$0]!) }
         // Hosts alive to us (or us) that this peer's record calls dead: it cannot see them. (Not `unknown`: a
         // host that has just started says that of everyone until it has watched them for a while.)
@@ -131,12 +130,6 @@ public struct APIPeerReport: Codable, Sendable, Equatable {
                 "this host's record says it cannot see \(unseen.keys.sorted().map(\.description).joined(separator: ", ")) (\(unseen.count == 1 ? "that host is" : "those hosts are") alive to us): it is cut off from them, not they from storage"
             )
         }
-    }
-
-    static func freshestRecord(_ report: PeerReport) -> HeartbeatRecord? {
-        report.perPool.values.filter { $0.evidence.lastRecord != nil }
-            .min { ($0.evidence.secondsSinceChange ?? .infinity) < ($1.evidence.secondsSinceChange ?? .infinity) }?
-            .evidence.lastRecord
     }
 
     /// With the BMC's evidence heard (`BMCEvidence.combine` over `report.overall`).
