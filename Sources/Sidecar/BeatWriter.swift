@@ -10,8 +10,10 @@ import Glibc
 /// Writes a beat to every pool every `interval`: our record (atomically) and CloudStack's `hb-<ip>` file.
 ///
 /// The beat path is kept cheap, since it runs on every host every few seconds for as long as the host
-/// lives: the timer thread encodes the record and hands it to each pool's I/O thread, which writes it and
-/// reports back by callback. No task is woken per beat and nothing waits on storage.
+/// lives: the next beat is a timer on the first pool's I/O thread, which wakes once, encodes the record, hands it
+/// to every pool's I/O thread (itself included, without a hand-off) and writes it; each pool reports back by
+/// callback. No task is woken per beat and nothing waits on storage. When that thread is blocked in storage, its
+/// watchdog starts the beat on time instead (`PoolIOThread`, "Timers"), so the other pools keep beating.
 public final class BeatWriter: Service, Sendable {
     public struct Round: Sendable {
         public var sequence: UInt64
@@ -22,8 +24,16 @@ public final class BeatWriter: Service, Sendable {
     private struct Schedule {
         var sequence: UInt64 = 0
         var next: ContinuousClock.Instant?
-        var timer: UInt64?
+        var timer: TimerHandle?
         var stopped = false
+    }
+
+    /// Where the next beat is scheduled.
+    private enum TimerHandle {
+        /// On a pool's I/O thread (the usual case: the beat then starts on the thread that writes it).
+        case pool(Pool, UInt64)
+        /// On the process's timer thread (no pool yet, or the pool holding the timer was stopped).
+        case sleeper(UInt64)
     }
 
     private let identity: HostIdentity
@@ -91,17 +101,21 @@ public final class BeatWriter: Service, Sendable {
         try? await cancelWhenGracefulShutdown {
             while true { try await MonotonicSleeper.shared.sleep(for: .seconds(3600)) }
         }
-        let timer = schedule.withLock { state -> UInt64? in
+        let timer = schedule.withLock { state -> TimerHandle? in
             state.stopped = true
             return state.timer
         }
-        if let timer { MonotonicSleeper.shared.cancel(timer) }
+        switch timer {
+        case .pool(let pool, let id): pool.cancelTimer(id)
+        case .sleeper(let id): MonotonicSleeper.shared.cancel(id)
+        case nil: break
+        }
     }
 
-    /// One scheduled beat, on the timer thread: start the round, arm the next one. Keeps a fixed rate;
-    /// slots missed (a stalled process) are skipped, not caught up in a burst.
+    /// One scheduled beat: start the round, arm the next one. Keeps a fixed rate; slots missed (a stalled
+    /// process) are skipped, not caught up in a burst.
     private func tick() {
-        let delay = schedule.withLock { state -> Duration? in
+        let next = schedule.withLock { state -> ContinuousClock.Instant? in
             guard !state.stopped, var next = state.next else { return nil }
             next += timing.interval
             let now = ContinuousClock.now
@@ -110,12 +124,28 @@ public final class BeatWriter: Service, Sendable {
                 next += timing.interval * (missed + 1)
             }
             state.next = next
-            return now.duration(to: next)
+            return next
         }
-        guard let delay else { return }
+        guard let next else { return }
         startRound(completion: nil)
-        let timer = MonotonicSleeper.shared.schedule(after: delay) { [self] in tick() }
-        schedule.withLock { $0.timer = timer }
+        if let host = currentPools.first {
+            let id = host.scheduleTimer(at: next, { [self] in tick() }, orphaned: { [self] in tickOnTimerThread(at: next) })
+            store(.pool(host, id))
+        } else {
+            tickOnTimerThread(at: next)
+        }
+    }
+
+    /// The next beat on the process's timer thread: no pool to hold it, or its pool was stopped first.
+    private func tickOnTimerThread(at next: ContinuousClock.Instant) {
+        let id = MonotonicSleeper.shared.schedule(after: ContinuousClock.now.duration(to: next)) { [self] in tick() }
+        store(.sleeper(id))
+    }
+
+    /// Remembers the pending timer, for `run`'s end to cancel. A timer that escapes (stored after the end, or
+    /// replaced by an orphaned one) finds `stopped` set and does nothing.
+    private func store(_ handle: TimerHandle) {
+        schedule.withLock { $0.timer = handle }
     }
 
     /// One beat to every pool, concurrently, each bounded by `ioTimeout`; returns when every pool answered

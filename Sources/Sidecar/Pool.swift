@@ -146,6 +146,21 @@ public final class Pool: Sendable {
         for route in routes { route.io.stop() }
     }
 
+    /// Runs `action` at `due` on the I/O thread of the pool's first path (see `PoolIOThread`, "Timers"): there
+    /// when it is free, else on its watchdog, never later than a blocked call allows. `orphaned` runs instead
+    /// when the pool is stopped first.
+    @discardableResult
+    public func scheduleTimer(
+        at due: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void,
+        orphaned: @escaping @Sendable () -> Void
+    ) -> UInt64 {
+        routes[0].io.scheduleTimer(at: due, action, orphaned: orphaned)
+    }
+
+    public func cancelTimer(_ id: UInt64) {
+        routes[0].io.cancelTimer(id)
+    }
+
     /// Runs a storage call on the pool's thread, bounded by `ioTimeout`.
     ///
     /// - Parameters:

@@ -37,9 +37,16 @@ public enum PoolCallError: Error, Sendable, CustomStringConvertible {
 /// calls are refused at once with `.stuck` instead of queueing behind it, so at most one thread per pool is
 /// ever stuck, and the pool recovers by itself when the call returns. Beats (`.high`) go before scans.
 ///
-/// Deadlines are enforced by a second thread, the watchdog, which sleeps until the earliest deadline of the
-/// running and queued calls (and not at all while the pool is idle): no timer per call, so a beat costs
-/// two thread hand-offs and nothing else.
+/// Deadlines are enforced by a second thread, the watchdog, blocked on a timer file descriptor (`timerfd`)
+/// that is armed for the earliest deadline of the running and queued calls and disarmed when none is left.
+/// Re-arming is one system call and wakes nobody, so a call that returns in time costs the watchdog nothing:
+/// it runs only when a deadline really passes.
+///
+/// **Timers.** `scheduleTimer(at:)` runs a short, non-blocking action at an instant — on this pool thread when it
+/// is free (it waits for the earliest timer instead of idling, so the action costs no hand-off from another
+/// thread), or on the watchdog when a call is still running at that instant (so a slow or stuck storage call
+/// never delays a timer). The writer schedules its beats this way: one wake-up per beat, on the thread that
+/// then writes it.
 public final class PoolIOThread: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `mutex`; `files` is touched only on the pool thread.
     public enum Priority: Sendable { case high, low }
@@ -53,15 +60,26 @@ public final class PoolIOThread: @unchecked Sendable {
         let isFinished: () -> Bool
     }
 
+    fileprivate struct Timer {
+        let id: UInt64
+        let due: ContinuousClock.Instant
+        let action: @Sendable () -> Void
+        let orphaned: @Sendable () -> Void
+    }
+
     private var high: [Job] = []
     private var low: [Job] = []
     private var running: (job: Job, started: ContinuousClock.Instant)?
     private var stopped = false
-    private var watchdogIdle = false
+    /// Sorted by `due`.
+    private var timers: [Timer] = []
+    private var nextTimerID: UInt64 = 0
 
     private var mutex = pthread_mutex_t()
     private var workAvailable = pthread_cond_t()
-    private var watchdogWake = pthread_cond_t()
+    /// The watchdog's alarm (CLOCK_MONOTONIC, armed with relative times) and what it is armed for.
+    private let alarm: Int32
+    private var armedFor: ContinuousClock.Instant?
 
     public let name: String
     private let makeFiles: () throws -> any PoolFiles
@@ -77,8 +95,9 @@ public final class PoolIOThread: @unchecked Sendable {
         pthread_condattr_init(&attributes)
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
         pthread_cond_init(&workAvailable, &attributes)
-        pthread_cond_init(&watchdogWake, &attributes)
         pthread_condattr_destroy(&attributes)
+        alarm = TimerFD.create(CLOCK_MONOTONIC, TimerFD.closeOnExec)
+        precondition(alarm >= 0, "timerfd_create failed: \(String(cString: strerror(errno)))")
         // The threads hold the object for as long as they run; `stop()` ends them.
         let worker = Thread { self.workLoop() }
         worker.name = "kvmha-pool-\(name)"
@@ -88,18 +107,59 @@ public final class PoolIOThread: @unchecked Sendable {
         watchdog.start()
     }
 
-    /// Stops both threads; queued calls fail with `.stopped`. A call blocked in storage keeps its thread until
-    /// it returns.
+    /// Stops both threads; queued calls fail with `.stopped`, pending timers get their `orphaned` call (so their
+    /// owner can move them elsewhere). A call blocked in storage keeps its thread until it returns.
     public func stop() {
         lock()
+        guard !stopped else {
+            unlock()
+            return
+        }
         stopped = true
         let queued = high + low
         high.removeAll()
         low.removeAll()
+        let pending = timers
+        timers.removeAll()
         pthread_cond_broadcast(&workAvailable)
-        pthread_cond_broadcast(&watchdogWake)
+        setAlarm(nanoseconds: 1)  // the watchdog sees `stopped` and ends
         unlock()
         for job in queued { job.finish(.stopped) }
+        for timer in pending { timer.orphaned() }
+    }
+
+    /// Runs `action` at `due` (see "Timers" above): quick and non-blocking, like a completion. Returns an id for
+    /// `cancelTimer`. On a stopped thread nothing is scheduled and `orphaned` runs at once.
+    @discardableResult
+    public func scheduleTimer(
+        at due: ContinuousClock.Instant,
+        _ action: @escaping @Sendable () -> Void,
+        orphaned: @escaping @Sendable () -> Void
+    ) -> UInt64 {
+        lock()
+        nextTimerID += 1
+        let id = nextTimerID
+        guard !stopped else {
+            unlock()
+            orphaned()
+            return id
+        }
+        let index = timers.firstIndex { $0.due > due } ?? timers.endIndex
+        timers.insert(Timer(id: id, due: due, action: action, orphaned: orphaned), at: index)
+        // An earlier wake-up for the worker; no signal when it is busy (the watchdog covers that) or when this timer
+        // is not the first.
+        if index == 0 && running == nil { pthread_cond_signal(&workAvailable) }
+        rearmLocked()
+        unlock()
+        return id
+    }
+
+    /// Cancels a timer that has not run; does nothing if it ran, was cancelled or orphaned.
+    public func cancelTimer(_ id: UInt64) {
+        lock()
+        timers.removeAll { $0.id == id }
+        rearmLocked()
+        unlock()
     }
 
     /// When the call now blocked past its deadline started, if there is one.
@@ -166,35 +226,48 @@ public final class PoolIOThread: @unchecked Sendable {
         case .low: low.append(job)
         }
         pthread_cond_signal(&workAvailable)
-        if watchdogIdle {
-            watchdogIdle = false
-            pthread_cond_signal(&watchdogWake)
-        }
+        rearmLocked()
         return nil
     }
 
     private func workLoop() {
+        lock()
         while true {
-            lock()
-            while !stopped && high.isEmpty && low.isEmpty { pthread_cond_wait(&workAvailable, &mutex) }
             if stopped {
                 unlock()
                 return
             }
+            if let first = timers.first, first.due <= .now {
+                timers.removeFirst()
+                rearmLocked()
+                unlock()
+                first.action()
+                lock()
+                continue
+            }
+            guard !high.isEmpty || !low.isEmpty else {
+                if let first = timers.first {
+                    let wait = ContinuousClock.now.duration(to: first.due).nanoseconds
+                    monotonicTimedWait(&workAvailable, &mutex, until: MonotonicSleeper.now() + max(0, wait))
+                } else {
+                    pthread_cond_wait(&workAvailable, &mutex)
+                }
+                continue
+            }
             let job = high.isEmpty ? low.removeFirst() : high.removeFirst()
             if job.isFinished() {
                 // Its caller already gave up (timed out while queued): do not touch storage for it.
-                unlock()
                 continue
             }
             running = (job, .now)
+            rearmLocked()
             unlock()
 
             execute(job)
 
             lock()
             running = nil
-            unlock()
+            rearmLocked()
         }
     }
 
@@ -211,39 +284,94 @@ public final class PoolIOThread: @unchecked Sendable {
         job.work(files!)
     }
 
-    /// Fails every call whose deadline has passed, then sleeps until the next deadline.
+    /// Waits for the alarm; then fails every call whose deadline has passed and, while a call is running, runs the
+    /// timers that are due (the worker cannot).
     private func watchdogLoop() {
-        lock()
-        defer { unlock() }
-        while !stopped {
+        var expirations: UInt64 = 0
+        while true {
+            let count = Glibc.read(alarm, &expirations, MemoryLayout<UInt64>.size)
+            if count < 0 && errno != EINTR && errno != EAGAIN {
+                // Cannot happen with a valid timerfd; never spin on it.
+                usleep(100_000)
+            }
+            lock()
+            if stopped {
+                unlock()
+                close(alarm)
+                return
+            }
+            armedFor = nil  // it fired (or was interrupted): re-armed below for what is left
             let now = ContinuousClock.now
             var expired: [Job] = []
-            var earliest: ContinuousClock.Instant?
-            for job in [running?.job].compactMap({ $0 }) + high + low where !job.isFinished() {
-                if job.deadline <= now {
-                    expired.append(job)
-                } else if earliest == nil || job.deadline < earliest! {
-                    earliest = job.deadline
-                }
+            for job in [running?.job].compactMap({ $0 }) + high + low where !job.isFinished() && job.deadline <= now {
+                expired.append(job)
             }
-            if !expired.isEmpty {
+            var due: [Timer] = []
+            if running != nil {
+                while let first = timers.first, first.due <= now { due.append(timers.removeFirst()) }
+            }
+            if expired.isEmpty && due.isEmpty {
+                rearmLocked()
                 unlock()
-                for job in expired { job.finish(.timedOut(operation: job.name, after: job.timeout)) }
-                lock()
                 continue
             }
-            if let earliest {
-                let delay = now.duration(to: earliest).nanoseconds + 1_000_000
-                monotonicTimedWait(&watchdogWake, &mutex, until: MonotonicSleeper.now() + delay)
-            } else {
-                watchdogIdle = true
-                pthread_cond_wait(&watchdogWake, &mutex)
-            }
+            unlock()
+            // Finished first, then re-armed: an expired call must not arm the alarm for its own past deadline.
+            for job in expired { job.finish(.timedOut(operation: job.name, after: job.timeout)) }
+            for timer in due { timer.action() }
+            lock()
+            rearmLocked()
+            unlock()
         }
+    }
+
+    /// Arms the alarm for the earliest deadline of the running and queued calls, and, while a call runs, for the
+    /// first timer; disarms it when there is none. A system call only when that instant changes.
+    private func rearmLocked() {
+        guard !stopped else { return }
+        var earliest: ContinuousClock.Instant?
+        func consider(_ instant: ContinuousClock.Instant) {
+            if earliest == nil || instant < earliest! { earliest = instant }
+        }
+        if let running, !running.job.isFinished() { consider(running.job.deadline) }
+        for job in high where !job.isFinished() { consider(job.deadline) }
+        for job in low where !job.isFinished() { consider(job.deadline) }
+        if running != nil, let first = timers.first { consider(first.due) }
+        guard earliest != armedFor else { return }
+        armedFor = earliest
+        guard let earliest else {
+            setAlarm(nanoseconds: 0)
+            return
+        }
+        // Relative: the alarm's clock and ContinuousClock need not share an epoch. A little late rather than early.
+        setAlarm(nanoseconds: max(1, ContinuousClock.now.duration(to: earliest).nanoseconds + 100_000))
+    }
+
+    /// `timerfd_settime` relative to now; 0 disarms.
+    private func setAlarm(nanoseconds: Int64) {
+        var value = itimerspec()
+        value.it_value = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        _ = TimerFD.setTime(alarm, 0, &value, nil)
     }
 
     private func lock() { pthread_mutex_lock(&mutex) }
     private func unlock() { pthread_mutex_unlock(&mutex) }
+}
+
+/// `timerfd_create` and `timerfd_settime`, which Swift's Glibc module does not export: looked up once, as the
+/// dynamic linker would (so a preloaded library, such as the clock-skew tests' libfaketime shim, still comes first).
+private enum TimerFD {
+    typealias Create = @convention(c) (Int32, Int32) -> Int32
+    typealias SetTime = @convention(c) (Int32, Int32, UnsafePointer<itimerspec>?, UnsafeMutablePointer<itimerspec>?) -> Int32
+    /// `TFD_CLOEXEC`, which is `O_CLOEXEC`.
+    static let closeOnExec = Int32(O_CLOEXEC)
+    static let create: Create = symbol("timerfd_create")
+    static let setTime: SetTime = symbol("timerfd_settime")
+
+    private static func symbol<F>(_ name: String) -> F {
+        guard let address = dlsym(nil, name) else { fatalError("\(name) not found in the C library") }
+        return unsafeBitCast(address, to: F.self)
+    }
 }
 
 /// Stands in for a backend that could not be opened, so the waiting caller gets the reason.
