@@ -68,11 +68,19 @@ ask "$url" | grep -q '"verdict":"alive"' || { echo "peer never became alive" >&2
 
 echo "== kvmha $("$bin" --version), $(nproc) cores, wrk -t$threads -c$connections -d$duration =="
 echo "== answer: $(ask "$url")"
+# CPU time (user + system, clock ticks) of the answering daemon, A.
+ticks() { awk '{print $14 + $15}' "/proc/${pids[1]}/stat"; }
 bench() {
     for run in $(seq "$runs"); do
         echo "-- $1, run $run"
-        wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Authorization: Bearer $token" "$url" |
-            grep -E 'Requests/sec|Latency |50%|90%|99%|requests in|Non-2xx|Socket errors'
+        local before after out requests
+        before=$(ticks)
+        out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Authorization: Bearer $token" "$url")
+        after=$(ticks)
+        grep -E 'Requests/sec|Latency |50%|90%|99%|requests in|Non-2xx|Socket errors' <<<"$out"
+        requests=$(awk '/requests in/ {print $1}' <<<"$out")
+        awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+            'BEGIN { printf "  daemon CPU per request: %.1f µs\n", t / hz / n * 1e6 }'
     done
 }
 

@@ -81,9 +81,12 @@ public enum APIJSON {
     static func response(_ value: some APIJSONWritable, status: HTTPResponse.Status = .ok) -> Response {
         var writer = APIJSONWriter()
         value.write(to: &writer)
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+        return response(bytes: writer.bytes, status: status)
+    }
+
+    static func response(bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {

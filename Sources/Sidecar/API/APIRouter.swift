@@ -163,11 +163,18 @@ struct APIHandlers: Sendable {
 
     /// CheckOnHost: the storage verdict, with the BMC's evidence from memory when the peer has one.
     func peer(_ host: HostAddress) throws(APIError) -> Response {
+        APIJSON.response(bytes: try peerBody(host))
+    }
+
+    /// CheckOnHost's JSON, for the router and for `APIHotRoute`.
+    func peerBody(_ host: HostAddress) throws(APIError) -> [UInt8] {
         let report = try knownReport(host)
         var answer = APIPeerReport(report, bmc: dependencies.bmc()[host]?.combine(report.overall))
         answer.add(probe: dependencies.peerProbe(host), liveness: report.overall.liveness)
         answer.add(matrixFrom: dependencies.peerReports(), checker: own)
-        return APIJSON.response(answer)
+        var writer = APIJSONWriter()
+        answer.write(to: &writer)
+        return writer.bytes
     }
 
     func peerVMs(_ host: HostAddress) throws(APIError) -> Response {

@@ -31,6 +31,7 @@ public func buildAPIService(
     apiLogger[metadataKey: "service"] = "api"
     let configuredLogger = apiLogger
     let responder = buildAPIResponder(dependencies)
+    let http1 = apiHTTP1Configuration(dependencies)
     let configuration = ApplicationConfiguration(
         address: .hostname(settings.address.description, port: settings.port),
         serverName: nil
@@ -49,7 +50,7 @@ public func buildAPIService(
         do {
             application = Application(
                 responder: responder,
-                server: try .tls(.http1(), tlsConfiguration: tls),
+                server: try .tls(.http1(configuration: http1), tlsConfiguration: tls),
                 configuration: configuration,
                 onServerRunning: { running($0.localAddress?.port) },
                 logger: configuredLogger
@@ -62,7 +63,7 @@ public func buildAPIService(
     } else {
         application = Application(
             responder: responder,
-            server: .http1(),
+            server: .http1(configuration: http1),
             configuration: configuration,
             onServerRunning: { running($0.localAddress?.port) },
             logger: configuredLogger
