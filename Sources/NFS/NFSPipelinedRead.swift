@@ -87,6 +87,7 @@ final class NFSPipelinedRead {
     /// ``failure`` is a timeout), or until the connection fails.
     func run(until deadline: ContinuousClock.Instant) {
         issueLookups()
+        var mayWriteAtOnce = true
         while inFlight > 0 && failure == nil {
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else {
@@ -95,8 +96,21 @@ final class NFSPipelinedRead {
                     message: "timed out: \(inFlight) of \(names.count) pipelined LOOKUP/READ calls unanswered")
                 return
             }
-            var descriptor = pollfd(
-                fd: rpc_get_fd(rpc), events: Int16(truncatingIfNeeded: rpc_which_events(rpc)), revents: 0)
+            let events = Int16(truncatingIfNeeded: rpc_which_events(rpc))
+            // Calls queued (by the callbacks of the answers just read) on a connected socket: send them now, without
+            // asking poll first, which would answer at once and cost a system call per pass. libnfs 4.0.0 asks for
+            // POLLIN only once connected (while connecting it asks for POLLOUT alone), and a socket that has no room
+            // answers EAGAIN and keeps the calls queued; the next pass polls, so this can never spin.
+            if mayWriteAtOnce && events & Int16(POLLIN) != 0 && events & Int16(POLLOUT) != 0 {
+                mayWriteAtOnce = false
+                if rpc_service(rpc, POLLOUT) < 0 {
+                    failure = Failure(code: -EIO, message: "rpc_service failed: \(rpcError())")
+                    return
+                }
+                continue
+            }
+            mayWriteAtOnce = true
+            var descriptor = pollfd(fd: rpc_get_fd(rpc), events: events, revents: 0)
             let ready = poll(&descriptor, 1, Self.pollMilliseconds(remaining))
             if ready < 0 {
                 let number = errno
