@@ -190,7 +190,7 @@ final class NFSPipelinedRead {
         var arguments = READ3args()
         arguments.file = found.object
         arguments.offset = 0
-        arguments.count = UInt32(clamping: min(Int(attributes.size) + 1, readMax))
+        arguments.count = UInt32(clamping: min(attributes.size, UInt64(readMax) - 1) + 1)
         let queued = rpc_nfs3_read_async(
             rpc,
             { _, status, data, privateData in
