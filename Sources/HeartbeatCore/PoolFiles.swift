@@ -66,10 +66,33 @@ public protocol PoolFiles: AnyObject {
     func overwrite(_ path: String, with bytes: [UInt8]) throws(PoolIOError)
     /// Reads at most `maxBytes` from a regular file without following symlinks.
     func read(_ path: String, maxBytes: Int) throws(PoolIOError) -> FileRead
+    /// Reads the files `names` of `folder`, each as `read("folder/name", maxBytes:)` would; the results are in
+    /// the order of `names`, one per name.
+    ///
+    /// A file's own failure is that file's result. The call throws only when the backend as a whole failed (a
+    /// lost or timed-out connection), so that no file could be read; callers treat that as every file failing
+    /// with that error. Stores that can read many files in fewer round trips than one `read` each implement it;
+    /// the default calls `read` per name and never throws.
+    func readMany(folder: String, names: [String], maxBytes: Int) throws(PoolIOError) -> [Result<FileRead, PoolIOError>]
     /// Lists a folder (not recursive).
     func list(_ path: String) throws(PoolIOError) -> [PoolDirectoryEntry]
     /// Stats a file without following symlinks; nil when missing.
     func stat(_ path: String) throws(PoolIOError) -> PoolFileStat?
     /// Removes a file; succeeds if missing.
     func remove(_ path: String) throws(PoolIOError)
+}
+
+extension PoolFiles {
+    /// One `read` per name; never throws (each failure is that file's result).
+    public func readMany(
+        folder: String, names: [String], maxBytes: Int
+    ) throws(PoolIOError) -> [Result<FileRead, PoolIOError>] {
+        names.map { name in
+            do throws(PoolIOError) {
+                return .success(try read("\(folder)/\(name)", maxBytes: maxBytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
 }

@@ -166,6 +166,29 @@ public final class NFSPoolFiles: PoolFiles {
         }
     }
 
+    /// Over NFSv3 one pipelined batch (``NFSContext/readRegularFiles(inFolder:names:maxBytes:)``): the folder's
+    /// handle, then a LOOKUP and a READ per file with many calls in flight, about two RPCs per file instead of six;
+    /// the same answers as `read` per file. Throws when the connection failed (a timeout, a lost connection),
+    /// with the same retry on a fresh context as every call here; NFSv4 reads file by file.
+    public func readMany(
+        folder: String, names: [String], maxBytes: Int
+    ) throws(PoolIOError) -> [Result<FileRead, PoolIOError>] {
+        let directory = Self.absolute(folder)
+        return try perform("read", folder) { nfs throws(NFSError) -> [Result<FileRead, PoolIOError>] in
+            let reads = try nfs.readRegularFiles(inFolder: directory, names: names, maxBytes: maxBytes)
+            return zip(names, reads).map { name, read -> Result<FileRead, PoolIOError> in
+                switch read {
+                case .success(.bytes(let bytes)): return .success(.bytes(bytes))
+                case .success(.notRegularFile): return .success(.notRegularFile)
+                case .success(.tooLarge(let size)): return .success(.tooLarge(Int(clamping: size)))
+                case .failure(let error):
+                    if error.isNotFound { return .success(.missing) }
+                    return .failure(poolError("read", "\(folder)/\(name)", error))
+                }
+            }
+        }
+    }
+
     public func list(_ path: String) throws(PoolIOError) -> [PoolDirectoryEntry] {
         let folder = Self.absolute(path)
         return try perform("list", path) { nfs throws(NFSError) -> [PoolDirectoryEntry] in

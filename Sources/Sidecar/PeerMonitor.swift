@@ -248,13 +248,16 @@ public final class PeerMonitor: Service, Sendable {
             let reads: [(HostAddress, Result<FileRead, PoolIOError>)]
             do {
                 reads = try await pool.call("read records", affectsHealth: false) { files throws(PoolIOError) in
-                    chunk.map { host, name in
-                        do throws(PoolIOError) {
-                            return (host, .success(try files.read("\(PoolLayout.recordFolder)/\(name)", maxBytes: RecordCodec.maxBytes)))
-                        } catch {
-                            return (host, .failure(error))
-                        }
+                    let results: [Result<FileRead, PoolIOError>]
+                    do throws(PoolIOError) {
+                        results = try files.readMany(
+                            folder: PoolLayout.recordFolder, names: chunk.map(\.1), maxBytes: RecordCodec.maxBytes)
+                    } catch {
+                        // The store failed as a whole (a lost connection): every record of the chunk is unreadable,
+                        // as when each read failed on its own.
+                        results = Array(repeating: .failure(error), count: chunk.count)
                     }
+                    return zip(chunk, results).map { ($0.0.0, $0.1) }
                 }
             } catch {
                 return nil

@@ -383,6 +383,10 @@ private final class TaggedTemporaries: PoolFiles {
     }
     func overwrite(_ path: String, with bytes: [UInt8]) throws(PoolIOError) { try files.overwrite(path, with: bytes) }
     func read(_ path: String, maxBytes: Int) throws(PoolIOError) -> FileRead { try files.read(path, maxBytes: maxBytes) }
+    // Forwarded, not left to the protocol's default: that would read file by file and lose the store's batch read.
+    func readMany(folder: String, names: [String], maxBytes: Int) throws(PoolIOError) -> [Result<FileRead, PoolIOError>] {
+        try files.readMany(folder: folder, names: names, maxBytes: maxBytes)
+    }
     func list(_ path: String) throws(PoolIOError) -> [PoolDirectoryEntry] { try files.list(path) }
     func stat(_ path: String) throws(PoolIOError) -> PoolFileStat? { try files.stat(path) }
     func remove(_ path: String) throws(PoolIOError) { try files.remove(path) }
