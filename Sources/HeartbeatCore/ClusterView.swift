@@ -149,11 +149,25 @@ public struct ClusterView: Hashable, Sendable {
 
     /// - Parameter nowMs: the checker's wall clock, for the age of CloudStack beats in details.
     public init(hosts: [ClusterHostFacts], nowMs: Int64) {
-        // One entry per address: the first one given wins (callers give one each).
-        var seen: Set<HostAddress> = []
-        let hosts = hosts.sorted { $0.host < $1.host }.filter { seen.insert($0.host).inserted }
+        let hosts = Self.unique(hosts)
         rows = hosts.map(Self.row)
-        conflicts = (Self.vmConflicts(hosts) + Self.noRecordConflicts(hosts, nowMs: nowMs)).sorted()
+        conflicts = Self.conflicts(ofUnique: hosts, nowMs: nowMs)
+    }
+
+    /// The conflicts alone (`ClusterView(hosts:nowMs:).conflicts`, without building the rows): what the peer
+    /// monitor computes after every scan.
+    public static func conflicts(hosts: [ClusterHostFacts], nowMs: Int64) -> [ClusterConflict] {
+        conflicts(ofUnique: unique(hosts), nowMs: nowMs)
+    }
+
+    private static func conflicts(ofUnique hosts: [ClusterHostFacts], nowMs: Int64) -> [ClusterConflict] {
+        (vmConflicts(hosts) + noRecordConflicts(hosts, nowMs: nowMs)).sorted()
+    }
+
+    /// Sorted by address, one entry per address: the first one given wins (callers give one each).
+    private static func unique(_ hosts: [ClusterHostFacts]) -> [ClusterHostFacts] {
+        var seen: Set<HostAddress> = []
+        return hosts.sorted { $0.host < $1.host }.filter { seen.insert($0.host).inserted }
     }
 
     /// A VM entry that is a running copy for the split-brain rule.
@@ -228,9 +242,9 @@ public struct ClusterView: Hashable, Sendable {
 
     // MARK: VM conflicts
 
-    /// One host's copy of one VM.
+    /// One host's copy of one VM: the host by its index in the host list (no copy of its facts per VM).
     private struct Copy {
-        var facts: ClusterHostFacts
+        var host: Int
         var entry: VMEntry
     }
 
@@ -239,15 +253,20 @@ public struct ClusterView: Hashable, Sendable {
         // damaged or hand-made record might) counts once, by its most active entry.
         func rank(_ entry: VMEntry) -> Int { isRunningCopy(entry) ? 2 : entry.state.isActive ? 1 : 0 }
         var copies: [String: [Copy]] = [:]
-        for facts in hosts {
+        for (index, facts) in hosts.enumerated() {
             guard let record = facts.record else { continue }
-            var listed: [String: VMEntry] = [:]
+            // A host's own list is short: its duplicates are found by looking along it, without a dictionary.
+            var listed: [(key: String, entry: VMEntry)] = []
+            listed.reserveCapacity(record.vms.count)
             for entry in record.vms where !entry.uuid.isEmpty {
-                let key = entry.uuid.lowercased()
-                if let earlier = listed[key], rank(earlier) >= rank(entry) { continue }
-                listed[key] = entry
+                let key = Self.caseFolded(entry.uuid)
+                if let earlier = listed.firstIndex(where: { $0.key == key }) {
+                    if rank(listed[earlier].entry) < rank(entry) { listed[earlier].entry = entry }
+                    continue
+                }
+                listed.append((key, entry))
             }
-            for (key, entry) in listed { copies[key, default: []].append(Copy(facts: facts, entry: entry)) }
+            for (key, entry) in listed { copies[key, default: []].append(Copy(host: index, entry: entry)) }
         }
         // Hosts not known dead whose VM lists we cannot see in full.
         let unchecked = hosts.filter { facts in
@@ -257,28 +276,32 @@ public struct ClusterView: Hashable, Sendable {
         }
 
         var conflicts: [ClusterConflict] = []
-        for key in copies.keys.sorted() {
-            let all = copies[key]!
+        // In any order: the caller sorts the conflicts.
+        for all in copies.values {
+            // One copy on a host that is not dead, the usual case: nothing to say.
+            if all.count == 1 && hosts[all[0].host].liveness != .dead { continue }
             // The name and UUID as the lowest address writes them.
             let vm = ClusterConflict.VM(name: all[0].entry.name, uuid: all[0].entry.uuid)
-            let running = all.filter { $0.facts.liveness != .dead && isRunningCopy($0.entry) }
-            if running.count >= 2 && running.contains(where: { $0.facts.liveness == .alive }) {
-                let places = running.map { "\($0.facts.host) (\($0.facts.liveness.rawValue), \($0.entry.state))" }
+            let running = all.filter { hosts[$0.host].liveness != .dead && isRunningCopy($0.entry) }
+            if running.count >= 2 && running.contains(where: { hosts[$0.host].liveness == .alive }) {
+                let places = running.map {
+                    "\(hosts[$0.host].host) (\(hosts[$0.host].liveness.rawValue), \($0.entry.state))"
+                }
                 conflicts.append(
                     ClusterConflict(
                         kind: .splitBrain,
                         vm: vm,
-                        hosts: running.map(\.facts.host),
-                        pools: Array(Set(running.flatMap(\.facts.recordPools))),
+                        hosts: running.map { hosts[$0.host].host },
+                        pools: Set(running.flatMap { hosts[$0.host].recordPools }).sorted(),
                         detail: "VM \(describe(vm)) is running on \(running.count) hosts at once: "
                             + "\(list(places)); stop all copies but one before their disks are corrupted."
                     )
                 )
             }
-            let lastOnDead = all.filter { $0.facts.liveness == .dead && $0.entry.state.isActive }
-            let elsewhere = all.contains { $0.facts.liveness != .dead && $0.entry.state.isActive }
+            let lastOnDead = all.filter { hosts[$0.host].liveness == .dead && $0.entry.state.isActive }
+            let elsewhere = all.contains { hosts[$0.host].liveness != .dead && $0.entry.state.isActive }
             if !lastOnDead.isEmpty && !elsewhere {
-                let deadHosts = lastOnDead.map(\.facts.host)
+                let deadHosts = lastOnDead.map { hosts[$0.host].host }
                 var detail =
                     "VM \(describe(vm)) was running on dead host\(deadHosts.count > 1 ? "s" : "") "
                     + "\(list(deadHosts.map(\.description))) and runs on no other host: HA must restart it"
@@ -291,13 +314,20 @@ public struct ClusterView: Hashable, Sendable {
                         kind: .orphaned,
                         vm: vm,
                         hosts: deadHosts,
-                        pools: Array(Set(lastOnDead.flatMap(\.facts.recordPools))),
+                        pools: Set(lastOnDead.flatMap { hosts[$0.host].recordPools }).sorted(),
                         detail: detail + "."
                     )
                 )
             }
         }
         return conflicts
+    }
+
+    /// `uuid.lowercased()`, without a new string for one that has no capital letter (libvirt writes them in
+    /// lower case).
+    static func caseFolded(_ uuid: String) -> String {
+        uuid.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) || !uuid.utf8.allSatisfy({ $0 < 0x80 })
+            ? uuid.lowercased() : uuid
     }
 
     private static func blindness(_ facts: ClusterHostFacts) -> String {

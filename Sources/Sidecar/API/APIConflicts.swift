@@ -84,7 +84,7 @@ public struct ConflictSnapshot: Sendable, Equatable {
                 )
             )
         }
-        self.init(conflicts: ClusterView(hosts: hosts, nowMs: updatedMs).conflicts, updatedMs: updatedMs)
+        self.init(conflicts: ClusterView.conflicts(hosts: hosts, nowMs: updatedMs), updatedMs: updatedMs)
     }
 
     /// What identifies a conflict from one round to the next (the detail may change in its wording).
