@@ -325,18 +325,22 @@ public final class PoolIOThread: @unchecked Sendable {
         }
     }
 
-    /// Arms the alarm for the earliest deadline of the running and queued calls, and, while a call runs, for the
-    /// first timer; disarms it when there is none. A system call only when that instant changes.
+    /// While a call runs: arms the alarm for the earliest deadline of the running and queued calls and for the
+    /// first timer. Otherwise disarms it. A system call only when that instant changes.
     private func rearmLocked() {
         guard !stopped else { return }
         var earliest: ContinuousClock.Instant?
         func consider(_ instant: ContinuousClock.Instant) {
             if earliest == nil || instant < earliest! { earliest = instant }
         }
-        if let running, !running.job.isFinished() { consider(running.job.deadline) }
-        for job in high where !job.isFinished() { consider(job.deadline) }
-        for job in low where !job.isFinished() { consider(job.deadline) }
-        if running != nil, let first = timers.first { consider(first.due) }
+        // An idle worker takes a queued call at once and arms the alarm when it starts it; queued calls need
+        // watching only behind a running one.
+        if let running {
+            if !running.job.isFinished() { consider(running.job.deadline) }
+            for job in high where !job.isFinished() { consider(job.deadline) }
+            for job in low where !job.isFinished() { consider(job.deadline) }
+            if let first = timers.first { consider(first.due) }
+        }
         guard earliest != armedFor else { return }
         armedFor = earliest
         guard let earliest else {
