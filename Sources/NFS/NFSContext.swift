@@ -134,9 +134,10 @@ public final class NFSContext {
         return bytes
     }
 
-    /// The whole content of `path` if it is a regular file of at most `maxBytes` bytes, without following a
-    /// symbolic link at any step of the path (`O_NOFOLLOW`: libnfs refuses a link with `ELOOP` instead of
-    /// reading it). A directory or special file is opened but never read.
+    /// The whole content of `path` if it is a regular file of at most `maxBytes` bytes, never through a symbolic
+    /// link as its last component (`O_NOFOLLOW`: libnfs refuses it with `ELOOP` instead of reading it; as with
+    /// open(2), links among the folders above it are followed). A directory or special file is opened but never
+    /// read.
     ///
     /// The cheapest read of a small file libnfs 4.0.0 offers: the path's LOOKUPs and an ACCESS (the open), one
     /// GETATTR (type and size), and one READ sized to the file (its short answer at the end of the file ends the
@@ -171,8 +172,8 @@ public final class NFSContext {
     /// (timeout, lost connection: ``NFSError/requiresNewContext``); then no file's result is given and the context is
     /// spent, as after any such failure.
     ///
-    /// **NFSv3.** The folder is opened once per call (its path's LOOKUPs and an ACCESS, without following a symbolic
-    /// link at any step) for its file handle; not kept longer, so a folder replaced or renamed is never read through
+    /// **NFSv3.** The folder is opened once per call (its path's LOOKUPs and an ACCESS, `O_NOFOLLOW` as for a file)
+    /// for its file handle; not kept longer, so a folder replaced or renamed is never read through
     /// an old handle. Then every name gets a LOOKUP in that folder and, when it is a regular file of at most
     /// `maxBytes`, one READ by the handle the LOOKUP returned, sized one byte past the file; up to
     /// ``NFSPipelinedRead/window`` calls are in flight at once on the context's connection, a READ queued as soon as
@@ -245,7 +246,7 @@ public final class NFSContext {
         return results
     }
 
-    /// The NFSv3 file handle of directory `folder`, opened without following a symbolic link at any step; nil
+    /// The NFSv3 file handle of directory `folder`, opened with `O_NOFOLLOW` (not through a link as its last part); nil
     /// when it cannot be opened for an answer about the file system (missing, a link, refused): then every file
     /// goes the per-file way, which says why. Throws when the context fails.
     func directoryHandleForBatch(_ folder: String) throws(NFSError) -> [UInt8]? {

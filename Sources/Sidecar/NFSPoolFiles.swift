@@ -36,8 +36,9 @@ import Glibc
 ///   COMMITs, so `durable: false` writes are committed too: one extra RPC per write of CloudStack's `hb-`
 ///   file (a `commit:` flag on `writeFile` would save it). When a step fails, the temporary file is removed at
 ///   once if the context still works, else by the next call that mounts afresh.
-/// - `read` never follows a symbolic link: it opens with `O_NOFOLLOW` (libnfs answers `ELOOP` for a link at any
-///   step of the path, without reading it), checks the opened file's type with one GETATTR and reads only a
+/// - `read` never reads through a symbolic link: it opens with `O_NOFOLLOW` (libnfs answers `ELOOP` for a link as
+///   the last part of the path, without reading it; links among the folders above are followed, as on a mounted
+///   directory), checks the opened file's type with one GETATTR and reads only a
 ///   regular file, with one READ sized to it; never more than `maxBytes + 1` bytes. No separate `lstat`, so
 ///   no window between the check and the open, and four RPCs fewer per read.
 /// - `list` never returns `.` or `..`. libnfs has no attribute or data cache that could hide a change: each call
