@@ -41,7 +41,8 @@ log() { echo "build-deb: $*" >&2; }
 
 # --- What the build needs from Debian -------------------------------------------------------------------
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
-packages=(git debhelper dpkg-dev pkg-config libvirt-dev libnfs-dev)
+# debian/control's Build-Depends (debhelper-compat comes with debhelper), and git for --source head.
+packages=(git debhelper dpkg-dev help2man pkg-config libvirt-dev libnfs-dev)
 [ "$LINTIAN" -eq 1 ] && packages+=(lintian)
 missing=()
 for package in "${packages[@]}"; do
