@@ -35,10 +35,11 @@ finish() {
     exit
 }
 
-# systemd-analyze (the unit check) and man (the man page check) may be missing on a minimal machine.
+# systemd-analyze (the unit check), man (the man page check) and lintian may be missing on a minimal machine.
 need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v man >/dev/null 2>&1 || need+=(man-db)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
